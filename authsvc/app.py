@@ -1,0 +1,31 @@
+"""The application factory."""
+
+import logging
+
+from flask import Flask
+
+from .config import Settings
+from .services import Services
+from .services import build
+from .web import init_app
+
+# Small bodies only: every protocol request fits in a few kilobytes, and a
+# cap keeps multipart and form parsing cheap (SECURITY.md E.52).
+MAX_BODY_BYTES = 64 * 1024
+
+
+def create_app(settings: Settings | None = None, *, services: Services | None = None) -> Flask:
+    """Build the Flask app for ``settings`` (default: the environment)."""
+    if services is None:
+        services = build(settings or Settings.from_env())
+    app = Flask("authsvc.web")
+    app.config.update(
+        MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
+        MAX_FORM_MEMORY_SIZE=MAX_BODY_BYTES,
+        MAX_FORM_PARTS=64,
+        JSON_SORT_KEYS=False,
+        TRAP_HTTP_EXCEPTIONS=False,
+    )
+    init_app(app, services)
+    logging.getLogger("authsvc").setLevel(logging.INFO)
+    return app

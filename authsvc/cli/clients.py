@@ -1,0 +1,115 @@
+"""``clients create | list | delete | rotate-secret``."""
+
+from dataclasses import replace
+
+import click
+
+from .. import accounts
+from . import context
+from .output import emit
+from .output import json_option
+
+
+@click.group("clients")
+def command():
+    """Manage OAuth clients."""
+
+
+def describe(client) -> dict:
+    return {
+        "client_id": client.client_id,
+        "name": client.name,
+        "redirect_uris": list(client.redirect_uris),
+        "post_logout_redirect_uris": list(client.post_logout_redirect_uris),
+        "grant_types": list(client.grant_types),
+        "scope": client.scope,
+        "token_endpoint_auth_method": client.token_endpoint_auth_method,
+        "first_party": client.first_party,
+        "resources": list(client.resources),
+    }
+
+
+@command.command("create")
+@click.option("--name", required=True)
+@click.option("--redirect-uri", "redirect_uris", multiple=True, help="Exact redirect URI (repeatable).")
+@click.option("--post-logout-redirect-uri", "logout_uris", multiple=True, help="Exact post-logout URI (repeatable).")
+@click.option("--grant-type", "grant_types", multiple=True, type=click.Choice(accounts.GRANT_TYPES))
+@click.option("--scope", default="", help="Space-separated scopes the client may request.")
+@click.option("--resource", "resources", multiple=True, help="Audience URI the client may request (RFC 8707).")
+@click.option("--public", is_flag=True, help="No secret; PKCE is required (SPAs, native apps).")
+@click.option("--auth-method", type=click.Choice(accounts.AUTH_METHODS), default=None)
+@click.option("--first-party", is_flag=True, help="Skip the consent page.")
+@json_option
+def create(name, redirect_uris, logout_uris, grant_types, scope, resources, public, auth_method, first_party, as_json):
+    """Register a client; its secret is shown once."""
+    client, secret = accounts.new_client(
+        name,
+        now=context.now(),
+        redirect_uris=redirect_uris,
+        post_logout_redirect_uris=logout_uris,
+        grant_types=grant_types,
+        scope=scope,
+        public=public,
+        auth_method=auth_method,
+        first_party=first_party,
+    )
+    for resource in resources:
+        accounts.validate_redirect_uri(resource)
+    client = replace(client, resources=tuple(resources))
+    store = context.store()
+    try:
+        store.create_client(client)
+    finally:
+        store.close()
+    doc = {"client_id": client.client_id}
+    if secret is not None:
+        doc["client_secret"] = secret
+    text = f"client_id: {client.client_id}" + (f"\nclient_secret: {secret}  (shown once: store it now)" if secret else "")
+    emit(doc, as_json, text)
+
+
+@command.command("list")
+@json_option
+def list_clients(as_json):
+    """List clients (never their secrets)."""
+    store = context.store()
+    try:
+        emit([describe(c) for c in store.list_clients()], as_json)
+    finally:
+        store.close()
+
+
+@command.command("delete")
+@click.argument("client_id")
+@json_option
+def delete(client_id, as_json):
+    """Delete a client, its codes, refresh tokens and consents; revoke its access tokens."""
+    services = context.services()
+    try:
+        services.store.get_client(client_id)
+        services.revocations.revoke_client(client_id)
+        services.store.delete_client(client_id)
+    finally:
+        services.close()
+    emit({"client_id": client_id, "deleted": True}, as_json, f"deleted {client_id}")
+
+
+@command.command("rotate-secret")
+@click.argument("client_id")
+@json_option
+def rotate_secret(client_id, as_json):
+    """Replace a confidential client's secret; the old one stops working at once."""
+    secret = accounts.new_client_secret()
+
+    def rotate(client):
+        if client.token_endpoint_auth_method == "none":
+            raise ValueError(f"{client_id} is a public client: it has no secret")
+        return replace(client, secret_hash=accounts.hash_client_secret(secret))
+
+    store = context.store()
+    try:
+        store.update_client(client_id, rotate)
+    finally:
+        store.close()
+    emit({"client_id": client_id, "client_secret": secret}, as_json,
+         f"client_secret: {secret}  (shown once: store it now)")

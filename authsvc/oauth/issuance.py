@@ -1,0 +1,141 @@
+"""How a grant turns into tokens: the access token, the refresh token record,
+and the sealed copy of a rotation's response kept for the grace window.
+"""
+
+import base64
+import hashlib
+import json
+import os
+import secrets
+from dataclasses import dataclass
+
+from authlib.oauth2.base import OAuth2Error
+from authlib.oauth2.rfc6749.errors import InvalidScopeError
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from ..store import RefreshToken
+
+
+class InvalidTargetError(OAuth2Error):
+    """The requested resource is invalid, unknown, or not allowed for this client.
+
+    https://www.rfc-editor.org/rfc/rfc8707#section-2
+    """
+
+    error = "invalid_target"
+
+
+@dataclass
+class Issued:
+    """What a token response created, for ``save_token`` to record."""
+
+    claims: dict
+    refresh: RefreshToken | None = None
+
+
+def secret_hash(value: str) -> str:
+    """Store codes and refresh tokens by SHA-256: they are 256-bit random values."""
+    return hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _successor_key(spent_token: str) -> bytes:
+    # Derived from the spent token itself and distinct from its stored hash:
+    # a database reader cannot open the sealed response, its holder can.
+    return hashlib.sha256(b"authsvc successor\0" + spent_token.encode("ascii")).digest()
+
+
+def seal_response(spent_token: str, response: dict) -> bytes:
+    nonce = os.urandom(12)
+    return nonce + AESGCM(_successor_key(spent_token)).encrypt(nonce, json.dumps(response).encode(), None)
+
+
+def open_response(spent_token: str, blob: bytes) -> dict | None:
+    try:
+        return json.loads(AESGCM(_successor_key(spent_token)).decrypt(blob[:12], blob[12:], None))
+    except Exception:  # noqa: BLE001 - a blob we cannot open is treated as absent
+        return None
+
+
+class IssuesTokens:
+    """Mixin for grants: every token goes through the server's ``issue_tokens``."""
+
+    def generate_token(self, user=None, scope=None, grant_type=None, expires_in=None, include_refresh_token=True):
+        return self.server.issue_tokens(self, user=user, scope=scope, include_refresh_token=include_refresh_token)
+
+
+def issue_tokens(server, grant, *, user, scope, include_refresh_token) -> dict:
+    """Mint the access token (and refresh token) for a validated grant request."""
+    services = server.services
+    request = grant.request
+    client = request.client.record
+    context = _context_record(request)
+    if user is None:
+        scope = _client_credentials_scope(client, scope)
+    scope = scope or ""
+    resource = context.resource if context else request.form.get("resource")
+    access_token, claims = services.tokens.mint_access_token(
+        client_id=client.client_id,
+        sub=user.sub if user else client.client_id,
+        scope=scope,
+        audience=audience_for(services.settings, client, resource),
+        sid=context.sid if context else None,
+    )
+    token = {
+        "access_token": access_token,
+        "token_type": "Bearer",
+        "expires_in": services.settings.access_token_ttl,
+        "scope": scope,
+    }
+    refresh = None
+    if user is not None and include_refresh_token:
+        plain = secrets.token_urlsafe(32)
+        now = services.clock()
+        refresh = RefreshToken(
+            token_hash=secret_hash(plain),
+            family_id=getattr(context, "family_id", None) or secrets.token_urlsafe(16),
+            client_id=client.client_id,
+            sub=user.sub,
+            # A narrower refresh request narrows this access token, not the grant.
+            scope=context.scope,
+            issued_at=now,
+            expires_at=now + services.settings.refresh_token_ttl,
+            auth_time=context.auth_time,
+            sid=context.sid,
+            resource=resource,
+            access_jti=claims["jti"],
+            access_exp=claims["exp"],
+        )
+        token["refresh_token"] = plain
+    request.issued = Issued(claims, refresh)
+    return token
+
+
+def _context_record(request):
+    """The code or refresh token this request redeems, if any."""
+    for holder in (request.authorization_code, request.refresh_token):
+        if holder is not None:
+            return holder.record
+    return None
+
+
+def _client_credentials_scope(client, requested) -> str:
+    allowed = client.scope.split()
+    if not requested:
+        return client.scope
+    wanted = requested.split()
+    if not set(wanted) <= set(allowed):
+        raise InvalidScopeError("The requested scope exceeds what the client is allowed.")
+    return " ".join(dict.fromkeys(wanted))
+
+
+def audience_for(settings, client, resource: str | None) -> str:
+    """RFC 8707: the requested resource when registered for the client, else the issuer."""
+    if not resource:
+        return settings.issuer
+    if resource in client.resources:
+        return resource
+    raise InvalidTargetError("The resource is not registered for this client.")
+
+
+def b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()

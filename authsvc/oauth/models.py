@@ -1,0 +1,113 @@
+"""Authlib model adapters over the store's plain records.
+
+Authlib asks questions of clients, codes and tokens through mixin methods;
+these classes answer them from the frozen records without copying rules
+that live in ``accounts``.
+"""
+
+from authlib.oauth2.rfc6749 import AuthorizationCodeMixin
+from authlib.oauth2.rfc6749 import ClientMixin
+from authlib.oauth2.rfc6749 import TokenMixin
+
+from .. import accounts
+
+# Scopes every client may ask for in the browser flow; others must be registered.
+OIDC_SCOPES = ("openid", "profile", "email", "offline_access")
+
+
+class ClientModel(ClientMixin):
+    def __init__(self, record):
+        self.record = record
+        self.client_id = record.client_id
+
+    def get_client_id(self):
+        return self.record.client_id
+
+    def get_default_redirect_uri(self):
+        # Only an unambiguous single registration may be implied (RFC 6749 §3.1.2.3).
+        uris = self.record.redirect_uris
+        return uris[0] if len(uris) == 1 else None
+
+    def get_allowed_scope(self, scope):
+        allowed = set(self.record.scope.split())
+        if "authorization_code" in self.record.grant_types:
+            allowed.update(OIDC_SCOPES)
+        if not scope:
+            return self.record.scope
+        return " ".join(s for s in scope.split() if s in allowed)
+
+    def check_redirect_uri(self, redirect_uri):
+        # Exact string comparison only (RFC 9700 §4.1.3): no prefix, no wildcard, no normalising.
+        return redirect_uri in self.record.redirect_uris
+
+    def check_client_secret(self, client_secret):
+        return accounts.check_client_secret(self.record, client_secret)
+
+    def check_endpoint_auth_method(self, method, endpoint):
+        return method == self.record.token_endpoint_auth_method
+
+    def check_response_type(self, response_type):
+        return response_type == "code" and "authorization_code" in self.record.grant_types
+
+    def check_grant_type(self, grant_type):
+        return grant_type in self.record.grant_types
+
+    @property
+    def client_metadata(self) -> dict:
+        return {"post_logout_redirect_uris": list(self.record.post_logout_redirect_uris)}
+
+    @property
+    def is_public(self) -> bool:
+        return self.record.token_endpoint_auth_method == "none"
+
+
+class CodeModel(AuthorizationCodeMixin):
+    def __init__(self, record):
+        self.record = record
+        self.code_challenge = record.code_challenge
+        self.code_challenge_method = record.code_challenge_method
+
+    def get_redirect_uri(self):
+        return self.record.redirect_uri
+
+    def get_scope(self):
+        return self.record.scope
+
+    def get_nonce(self):
+        return self.record.nonce
+
+    def get_auth_time(self):
+        return int(self.record.auth_time)
+
+    def get_acr(self):
+        return None
+
+    def get_amr(self):
+        return None
+
+
+class RefreshTokenModel(TokenMixin):
+    def __init__(self, record, clock):
+        self.record = record
+        self._clock = clock
+
+    def check_client(self, client):
+        return client.get_client_id() == self.record.client_id
+
+    def get_scope(self):
+        return self.record.scope
+
+    def get_expires_in(self):
+        return int(self.record.expires_at - self.record.issued_at)
+
+    def is_expired(self):
+        return self._clock() >= self.record.expires_at
+
+    def is_revoked(self):
+        return self.record.revoked_at is not None
+
+    def get_user(self):
+        return None
+
+    def get_client(self):
+        return None

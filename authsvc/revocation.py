@@ -1,0 +1,121 @@
+"""The revocation list: revoked token ids, ended sessions, and "everything
+before" entries for subjects and clients.
+
+The shared store is the truth; Redis, when configured, only fans each new
+entry out so verifiers hear it at once. An entry lives until every token it
+can match has expired, so the list stays as small as revocations per second
+times the access-token lifetime.
+"""
+
+import json
+import logging
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "authsvc:revocations"
+
+
+class NullNotifier:
+    def publish(self, entries) -> None:
+        pass
+
+
+class RedisNotifier:
+    """Publish each entry on a Redis channel; a lost message only delays a verifier until its next poll."""
+
+    def __init__(self, url: str):
+        import redis
+
+        self._redis = redis.Redis.from_url(url, socket_timeout=0.1, socket_connect_timeout=0.1)
+
+    def publish(self, entries) -> None:
+        try:
+            with self._redis.pipeline(transaction=False) as pipe:
+                for entry in entries:
+                    pipe.publish(CHANNEL, json.dumps(entry_to_message(entry)))
+                pipe.execute()
+        except Exception as exc:  # noqa: BLE001 - fan-out is best effort; the DB holds the truth
+            log.warning("revocation fan-out to Redis failed: %s", type(exc).__name__)
+
+
+def entry_to_message(entry) -> dict:
+    return {
+        "version": entry.version,
+        "kind": entry.kind,
+        "value": entry.value,
+        "before": entry.before,
+        "exp": entry.exp,
+    }
+
+
+class Revocations:
+    def __init__(self, settings, store, clock, notifier=None):
+        self.settings = settings
+        self.store = store
+        self.clock = clock
+        self.notifier = notifier or NullNotifier()
+
+    def _horizon(self) -> float:
+        # Any token issued up to now has expired by then, leeway included.
+        return self.clock() + self.settings.longest_token_ttl
+
+    def _add(self, entries) -> list:
+        if not entries:
+            return []
+        stored = self.store.add_revocations(entries, self.clock())
+        self.notifier.publish(stored)
+        return stored
+
+    def revoke_jtis(self, pairs) -> list:
+        """List access tokens by ``(jti, exp)``; already-expired ones need no entry."""
+        now = self.clock()
+        return self._add([("jti", jti, exp + self.settings.leeway, None) for jti, exp in pairs if exp > now])
+
+    def revoke_family(self, family_id: str) -> list:
+        """Revoke a refresh-token family and every live access token it produced."""
+        return self.revoke_jtis(self.store.revoke_family(family_id, self.clock()))
+
+    def end_session(self, sid: str) -> list:
+        """Revoke a browser session: its tokens and its refresh tokens, everywhere."""
+        live = self.store.revoke_refresh_tokens(self.clock(), sid=sid)
+        return self._add([("sid", sid, self._horizon(), None)]) + self.revoke_jtis(live)
+
+    def revoke_subject(self, sub: str) -> list:
+        now = self.clock()
+        self.store.revoke_refresh_tokens(now, sub=sub)
+        return self._add([("sub", sub, self._horizon(), now)])
+
+    def revoke_client(self, client_id: str) -> list:
+        now = self.clock()
+        self.store.revoke_refresh_tokens(now, client_id=client_id)
+        return self._add([("client_id", client_id, self._horizon(), now)])
+
+    def is_session_ended(self, sid: str) -> bool:
+        return self.store.is_listed("sid", sid, self.clock())
+
+    def is_token_revoked(self, claims: dict) -> bool:
+        """Apply the list to an access token's claims (same rules as authsvc.verify)."""
+        now = self.clock()
+        iat = claims.get("iat", 0)
+        if self.store.is_listed("jti", claims.get("jti", ""), now):
+            return True
+        if claims.get("sid") and self.store.is_listed("sid", claims["sid"], now):
+            return True
+        for kind in ("sub", "client_id"):
+            before = self.store.listed_before(kind, claims.get(kind, ""), now)
+            if before is not None and before > iat:
+                return True
+        return False
+
+    def document(self, since: int = 0) -> dict:
+        """The revocation list as served at ``revocation_list_uri``."""
+        page = self.store.revocations_since(since, self.clock())
+        doc = {"version": page.version, "jti": [], "sid": [], "sub": [], "client_id": []}
+        if not page.full:
+            doc["since"] = since
+        for entry in page.entries:
+            item = {entry.kind: entry.value, "exp": entry.exp}
+            if entry.kind in ("sub", "client_id"):
+                item["before"] = entry.before
+            doc[entry.kind].append(item)
+        return doc

@@ -1,0 +1,145 @@
+"""The tables of the store, as SQLAlchemy Core, in one MetaData.
+
+This file describes the newest schema. A database gets there only through
+the numbered steps in ``migrate.py``; a change here without a new step there
+is caught by ``tests/test_store.py::test_migrated_schema_matches_metadata``.
+
+Times are unix seconds (DOUBLE). Lists of a client (redirect URIs, grant
+types, …) are JSON arrays in TEXT columns: they are read whole, never queried.
+"""
+
+import sqlalchemy as sa
+
+# Stable constraint names, so a later step can ALTER or DROP them by name.
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+def _client_fk() -> sa.ForeignKey:
+    # Deleting a client takes its codes, refresh tokens and consents with it.
+    return sa.ForeignKey("clients.client_id", ondelete="CASCADE")
+
+
+schema_migrations = sa.Table(
+    "schema_migrations",
+    metadata,
+    sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("applied_at", sa.Double, nullable=False),
+)
+
+# Single-row counters that must never go back, even when rows are purged.
+store_meta = sa.Table(
+    "store_meta",
+    metadata,
+    sa.Column("key", sa.Text, primary_key=True),
+    sa.Column("value", sa.BigInteger, nullable=False),
+)
+
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("sub", sa.Text, primary_key=True),
+    sa.Column("username", sa.Text, nullable=False),
+    # NFKC + casefold of username: "Admin" and "ａdmin" are one account.
+    sa.Column("username_key", sa.Text, nullable=False, unique=True),
+    sa.Column("password_hash", sa.Text, nullable=False),
+    sa.Column("email", sa.Text),
+    sa.Column("disabled", sa.Boolean, nullable=False),
+    sa.Column("created_at", sa.Double, nullable=False),
+)
+
+clients = sa.Table(
+    "clients",
+    metadata,
+    sa.Column("client_id", sa.Text, primary_key=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("secret_hash", sa.Text),
+    sa.Column("redirect_uris", sa.Text, nullable=False),
+    sa.Column("post_logout_redirect_uris", sa.Text, nullable=False),
+    sa.Column("grant_types", sa.Text, nullable=False),
+    sa.Column("scope", sa.Text, nullable=False),
+    sa.Column("token_endpoint_auth_method", sa.Text, nullable=False),
+    sa.Column("first_party", sa.Boolean, nullable=False),
+    sa.Column("id_token_signed_response_alg", sa.Text, nullable=False),
+    sa.Column("resources", sa.Text, nullable=False),
+    sa.Column("created_at", sa.Double, nullable=False),
+)
+
+authorization_codes = sa.Table(
+    "authorization_codes",
+    metadata,
+    sa.Column("code_hash", sa.Text, primary_key=True),
+    sa.Column("client_id", sa.Text, _client_fk(), nullable=False, index=True),
+    sa.Column("sub", sa.Text, nullable=False),
+    sa.Column("redirect_uri", sa.Text, nullable=False),
+    sa.Column("scope", sa.Text, nullable=False),
+    sa.Column("expires_at", sa.Double, nullable=False),
+    sa.Column("auth_time", sa.Double, nullable=False),
+    sa.Column("sid", sa.Text),
+    sa.Column("nonce", sa.Text),
+    sa.Column("code_challenge", sa.Text),
+    sa.Column("code_challenge_method", sa.Text),
+    sa.Column("resource", sa.Text),
+    sa.Column("used_at", sa.Double),
+    sa.Column("issued_jti", sa.Text),
+    sa.Column("issued_exp", sa.Double),
+    sa.Column("issued_family", sa.Text),
+)
+
+refresh_tokens = sa.Table(
+    "refresh_tokens",
+    metadata,
+    sa.Column("token_hash", sa.Text, primary_key=True),
+    sa.Column("family_id", sa.Text, nullable=False, index=True),
+    sa.Column("client_id", sa.Text, _client_fk(), nullable=False, index=True),
+    sa.Column("sub", sa.Text, nullable=False, index=True),
+    sa.Column("scope", sa.Text, nullable=False),
+    sa.Column("issued_at", sa.Double, nullable=False),
+    sa.Column("expires_at", sa.Double, nullable=False),
+    sa.Column("auth_time", sa.Double, nullable=False),
+    sa.Column("sid", sa.Text, index=True),
+    sa.Column("resource", sa.Text),
+    sa.Column("access_jti", sa.Text),
+    sa.Column("access_exp", sa.Double),
+    sa.Column("spent_at", sa.Double),
+    sa.Column("revoked_at", sa.Double),
+    sa.Column("successor_blob", sa.LargeBinary),
+)
+
+consents = sa.Table(
+    "consents",
+    metadata,
+    sa.Column("sub", sa.Text, primary_key=True),
+    sa.Column("client_id", sa.Text, _client_fk(), primary_key=True, index=True),
+    sa.Column("scope", sa.Text, nullable=False),
+    sa.Column("granted_at", sa.Double, nullable=False),
+)
+
+# version is assigned from store_meta, not by the database: see sql_revocations.py.
+revocations = sa.Table(
+    "revocations",
+    metadata,
+    sa.Column("version", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("value", sa.Text, nullable=False),
+    sa.Column("exp", sa.Double, nullable=False),
+    sa.Column("before", sa.Double),
+    sa.Index(None, "kind", "value", unique=True),
+)
+
+counters = sa.Table(
+    "counters",
+    metadata,
+    sa.Column("key", sa.Text, primary_key=True),
+    sa.Column("window_start", sa.BigInteger, nullable=False),
+    sa.Column("count", sa.Integer, nullable=False),
+    # When the window ends, so purge_expired can drop the row.
+    sa.Column("expires_at", sa.BigInteger, nullable=False),
+)

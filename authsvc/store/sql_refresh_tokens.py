@@ -1,0 +1,105 @@
+"""Refresh tokens: create, get, spend exactly once (rotation) and revoke in bulk."""
+
+import sqlalchemy as sa
+from sqlalchemy import exc
+
+from ..errors import AlreadyExists
+from ..errors import NotFound
+from .records import RefreshToken
+from .schema import refresh_tokens as tokens
+from .sql_base import check_record
+from .sql_base import check_text
+from .sql_base import is_foreign_key_error
+from .sql_base import reading
+from .sql_base import row_values
+from .sql_base import to_record
+from .sql_base import writing
+
+
+class RefreshTokensMixin:
+    _engine: sa.Engine
+
+    def create_refresh_token(self, token: RefreshToken) -> None:
+        """Insert a token; NotFound for an unknown client, AlreadyExists for a reused hash."""
+        check_record(token)
+        try:
+            with writing(self._engine) as conn:
+                conn.execute(sa.insert(tokens).values(row_values(token)))
+        except exc.IntegrityError as error:
+            if is_foreign_key_error(error):
+                raise NotFound("client not found") from error
+            raise AlreadyExists("refresh token exists already") from error
+
+    def get_refresh_token(self, token_hash: str) -> RefreshToken:
+        """Return the token; NotFound otherwise."""
+        check_text(token_hash=token_hash)
+        with reading(self._engine) as conn:
+            row = conn.execute(sa.select(tokens).where(tokens.c.token_hash == token_hash)).first()
+        if row is None:
+            raise NotFound("refresh token not found")
+        return to_record(RefreshToken, row)
+
+    def spend_refresh_token(
+        self, token_hash: str, now: float, successor: RefreshToken, successor_blob: bytes
+    ) -> bool:
+        """Spend a live token and insert its successor in one transaction.
+
+        True for the one caller that wins. False when the token is unknown,
+        spent or revoked: nothing is written then, and the caller decides
+        whether that is a reuse to punish.
+        """
+        check_text(token_hash=token_hash)
+        check_record(successor)
+        spend = (
+            sa.update(tokens)
+            .where(
+                tokens.c.token_hash == token_hash,
+                tokens.c.spent_at.is_(None),
+                tokens.c.revoked_at.is_(None),
+            )
+            .values(spent_at=now, successor_blob=successor_blob)
+        )
+        try:
+            with writing(self._engine) as conn:
+                if conn.execute(spend).rowcount != 1:
+                    # Nothing was written: committing equals rolling back.
+                    return False
+                conn.execute(sa.insert(tokens).values(row_values(successor)))
+        except exc.IntegrityError as error:
+            if is_foreign_key_error(error):
+                raise NotFound("client not found") from error
+            raise AlreadyExists("successor refresh token exists already") from error
+        return True
+
+    def revoke_family(self, family_id: str, now: float) -> list[tuple[str, float]]:
+        """Revoke every token of a family; return the family's live (access_jti, access_exp)."""
+        check_text(family_id=family_id)
+        return self._revoke(tokens.c.family_id == family_id, now)
+
+    def revoke_refresh_tokens(
+        self,
+        now: float,
+        *,
+        sub: str | None = None,
+        client_id: str | None = None,
+        sid: str | None = None,
+    ) -> list[tuple[str, float]]:
+        """Revoke the tokens matching every given criterion; return their live access tokens."""
+        check_text(sub=sub, client_id=client_id, sid=sid)
+        given = {"sub": sub, "client_id": client_id, "sid": sid}
+        criteria = [tokens.c[name] == value for name, value in given.items() if value is not None]
+        if not criteria:
+            # An empty filter would revoke every token of every user.
+            raise ValueError("revoke_refresh_tokens needs sub, client_id or sid")
+        return self._revoke(sa.and_(*criteria), now)
+
+    def _revoke(self, where: sa.ColumnElement[bool], now: float) -> list[tuple[str, float]]:
+        revoke = sa.update(tokens).where(where, tokens.c.revoked_at.is_(None)).values(revoked_at=now)
+        live = (
+            sa.select(tokens.c.access_jti, tokens.c.access_exp)
+            .where(where, tokens.c.access_jti.is_not(None), tokens.c.access_exp > now)
+            .order_by(tokens.c.issued_at, tokens.c.access_jti)
+        )
+        with writing(self._engine) as conn:
+            conn.execute(revoke)
+            return [(row.access_jti, row.access_exp) for row in conn.execute(live)]

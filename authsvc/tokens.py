@@ -1,0 +1,138 @@
+"""The one signing path: RFC 9068 access tokens and OpenID Connect ID tokens.
+
+Every token is signed with the single active key of its algorithm and names
+that key's ``kid``, so verifiers never have to guess among published keys.
+"""
+
+import base64
+import hashlib
+import secrets
+
+import jwt
+
+ACCESS_TOKEN_TYP = "at+jwt"
+# Far above any token we sign; refuses oversized input before any parsing.
+MAX_TOKEN_CHARS = 8192
+
+
+class TokenMinter:
+    def __init__(self, settings, keyring, clock):
+        self.settings = settings
+        self.keyring = keyring
+        self.clock = clock
+
+    def _sign(self, claims: dict, alg: str, typ: str) -> str:
+        self.keyring.reload_if_changed()
+        key = self.keyring.active(alg)
+        return jwt.encode(claims, key.private_key, algorithm=alg, headers={"kid": key.kid, "typ": typ})
+
+    def mint_access_token(
+        self, *, client_id: str, sub: str, scope: str, audience: str, sid: str | None = None
+    ) -> tuple[str, dict]:
+        """Sign an access token per RFC 9068 §2 and return it with its claims."""
+        now = int(self.clock())
+        claims = {
+            "iss": self.settings.issuer,
+            "sub": sub,
+            "aud": audience,
+            "exp": now + self.settings.access_token_ttl,
+            "iat": now,
+            "jti": secrets.token_urlsafe(16),
+            "client_id": client_id,
+            "scope": scope,
+        }
+        if sid:
+            claims["sid"] = sid
+        return self._sign(claims, self.settings.signing_alg, ACCESS_TOKEN_TYP), claims
+
+    def mint_id_token(
+        self,
+        *,
+        client_id: str,
+        alg: str,
+        sub: str,
+        auth_time: float,
+        sid: str | None,
+        nonce: str | None,
+        access_token: str | None,
+        extra: dict,
+    ) -> str:
+        """Sign an ID token per OpenID Connect Core 1.0 §2 and §3.1.3.6."""
+        now = int(self.clock())
+        claims = dict(extra)
+        claims.update(
+            iss=self.settings.issuer,
+            sub=sub,
+            aud=client_id,
+            exp=now + self.settings.id_token_ttl,
+            iat=now,
+            auth_time=int(auth_time),
+        )
+        if sid:
+            claims["sid"] = sid
+        if nonce:
+            claims["nonce"] = nonce
+        if access_token:
+            claims["at_hash"] = half_hash(access_token, alg)
+        return self._sign(claims, alg, "JWT")
+
+    def decode_access_token(self, token: str) -> dict | None:
+        """Return the claims of a valid, unexpired access token this issuer signed; None otherwise.
+
+        Revocation is the caller's question: it needs the store.
+        """
+        claims = self._decode(token, ACCESS_TOKEN_TYP, verify_exp=True)
+        if claims is None or not isinstance(claims.get("jti"), str) or not isinstance(claims.get("client_id"), str):
+            return None
+        return claims
+
+    def _decode(self, token: str, typ: str, *, verify_exp: bool) -> dict | None:
+        if not isinstance(token, str) or len(token) > MAX_TOKEN_CHARS or token.count(".") != 2:
+            return None
+        try:
+            header = jwt.get_unverified_header(token)
+        except (jwt.PyJWTError, ValueError, TypeError):
+            return None
+        # Only headers we put there: never a key or URL from the token itself (RFC 8725 §3.10).
+        if header.get("typ") != typ or set(header) - {"alg", "kid", "typ"}:
+            return None
+        self.keyring.reload_if_changed()
+        key = next((k for k in self.keyring.published() if k.kid == header.get("kid")), None)
+        if key is None or header.get("alg") != key.alg:
+            return None
+        try:
+            return jwt.decode(
+                token,
+                key.private_key.public_key(),
+                algorithms=[key.alg],
+                issuer=self.settings.issuer,
+                leeway=self.settings.leeway,
+                options={
+                    "verify_exp": verify_exp,
+                    "verify_aud": False,
+                    "require": ["iss", "sub", "aud", "exp", "iat"],
+                },
+            )
+        except (jwt.PyJWTError, ValueError, TypeError):
+            return None
+
+    def decode_id_token_hint(self, token: str, client_id: str | None = None) -> dict | None:
+        """Return the claims of an ID token this issuer signed, expired or not; None otherwise."""
+        # RP-Initiated Logout §2: an expired hint still identifies the session.
+        claims = self._decode(token, "JWT", verify_exp=False)
+        if claims is None:
+            return None
+        aud = claims["aud"] if isinstance(claims["aud"], list) else [claims["aud"]]
+        if client_id and client_id not in aud:
+            return None
+        return claims
+
+
+def half_hash(value: str, alg: str) -> str:
+    """at_hash per OIDC Core §3.1.3.6: left half of the alg's hash, base64url.
+
+    Ed25519 signs with SHA-512, so EdDSA tokens use SHA-512 (OIDC Core errata).
+    """
+    digest = {"RS256": hashlib.sha256, "ES256": hashlib.sha256, "EdDSA": hashlib.sha512}[alg]
+    raw = digest(value.encode("ascii")).digest()
+    return base64.urlsafe_b64encode(raw[: len(raw) // 2]).rstrip(b"=").decode("ascii")

@@ -1,0 +1,223 @@
+"""TokenVerifier: offline verification of authsvc access tokens in a resource server.
+
+On the hot path ``verify`` does no I/O and takes no lock once warm: structural checks,
+a dict lookup for the key, one PyJWT call with exactly one algorithm, and a read of the
+current revocation snapshot. Everything that talks to the issuer runs in daemon threads
+(the revocation poller, and the Redis subscriber when configured) or, for a kid never
+seen before, in a refetch that is rate-limited across all threads.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import random
+import threading
+import time
+import weakref
+from collections.abc import Iterable
+from typing import Any
+
+import jwt
+
+from ._claims import REQUIRED
+from ._claims import as_scopes
+from ._claims import check_claims
+from ._claims import check_header
+from ._claims import check_scopes
+from ._claims import translate
+from ._compact import DEFAULT_MAX_TOKEN_BYTES
+from ._compact import split_compact
+from ._exceptions import InvalidSignature
+from ._exceptions import VerifierUnavailable
+from ._fanout import FanoutSubscriber
+from ._fetch import Discovery
+from ._fetch import discover
+from ._fetch import get_json
+from ._jwks import KeyCache
+from ._log import RateLimitedLog
+from ._sync import RevocationSync
+
+#: RFC 7519 allows "a few minutes"; more than this hides a broken clock or a replay.
+MAX_LEEWAY = 60
+#: Even without an unknown kid, refetch the JWKS this often so a removed key stops working.
+_JWKS_MAX_AGE = 300.0
+_VERIFIERS: weakref.WeakSet[TokenVerifier] = weakref.WeakSet()
+
+
+class TokenVerifier:
+    """Verify access tokens issued by ``issuer`` for ``audience``, without calling the issuer.
+
+    ``with TokenVerifier(...) as v:`` closes the background threads on exit.
+    """
+
+    def __init__(
+        self,
+        issuer: str,
+        audience: str,
+        *,
+        leeway: float = 30,
+        jwks_refetch_interval: float = 30.0,
+        revocation_poll_interval: float = 5.0,
+        max_revocation_staleness: float = 60.0,
+        fail_open: bool = False,
+        redis_url: str | None = None,
+        http_timeout: float = 5.0,
+        max_token_bytes: int = DEFAULT_MAX_TOKEN_BYTES,
+        start: bool = True,
+    ) -> None:
+        if not isinstance(issuer, str) or not issuer or not isinstance(audience, str) or not audience:
+            raise ValueError("issuer and audience must be non-empty strings")
+        if not 0 <= leeway <= MAX_LEEWAY:
+            raise ValueError(f"leeway must be between 0 and {MAX_LEEWAY} seconds")
+        for name, value in (
+            ("jwks_refetch_interval", jwks_refetch_interval),
+            ("revocation_poll_interval", revocation_poll_interval),
+            ("http_timeout", http_timeout),
+        ):
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a positive number of seconds")
+        if not max_revocation_staleness > revocation_poll_interval:
+            raise ValueError("max_revocation_staleness must exceed revocation_poll_interval")
+        self.issuer = issuer
+        self.audience = audience
+        self.leeway = leeway
+        self.fail_open = fail_open
+        self._poll_interval = revocation_poll_interval
+        self._max_staleness = max_revocation_staleness
+        self._timeout = http_timeout
+        self._max_token_bytes = max_token_bytes
+        self._redis_url = redis_url
+        self._refetch_interval = jwks_refetch_interval
+        self._init_runtime()
+        _VERIFIERS.add(self)
+        if start:
+            self._start()
+
+    def _init_runtime(self) -> None:
+        # Everything that holds a lock or a thread, so a forked child can build it afresh.
+        self._log = RateLimitedLog()
+        self._discovery: Discovery | None = None
+        self._discovery_lock = threading.Lock()
+        self._keys = KeyCache(self._fetch_jwks, self._refetch_interval)
+        self._revocations = RevocationSync(
+            lambda: self._discover().revocation_list_uri, timeout=self._timeout, leeway=self.leeway, log=self._log
+        )
+        self._fanout: FanoutSubscriber | None = None
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._started = False
+        self._start_lock = threading.Lock()
+
+    def verify(self, token: str, *, scopes: str | Iterable[str] = ()) -> dict[str, Any]:
+        """Return the claims of a valid access token, or raise an ``InvalidToken`` subclass."""
+        required = as_scopes(scopes)
+        header, _ = split_compact(token, self._max_token_bytes)
+        alg, kid = check_header(header)
+        if not self._started:
+            self._start()
+        key = self._keys.get(kid)
+        if key.algorithm_name != alg:
+            raise InvalidSignature("the access token algorithm does not match its key")
+        try:
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=[alg],
+                audience=self.audience,
+                issuer=self.issuer,
+                leeway=self.leeway,
+                options={"require": list(REQUIRED), "enforce_minimum_key_length": True},
+            )
+        except jwt.PyJWTError as exc:
+            raise translate(exc) from exc
+        check_claims(claims)
+        self._check_revocation(claims)
+        check_scopes(claims, required)
+        return claims
+
+    def close(self) -> None:
+        """Stop the background threads; ``verify`` keeps working on what it has."""
+        self._stop.set()
+        self._revocations.wake.set()
+        for thread in self._threads:
+            thread.join(timeout=2.0)
+
+    def __enter__(self) -> TokenVerifier:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _check_revocation(self, claims: dict[str, Any]) -> None:
+        self._revocations.ensure_loaded()
+        snapshot, last = self._revocations.snapshot, self._revocations.last_success
+        age = math.inf if last is None else time.monotonic() - last
+        if age > self._max_staleness:
+            if not self.fail_open:
+                self._log.error("stale", "revocation list is %.0fs old; rejecting tokens (fail closed)", age)
+                raise VerifierUnavailable("the revocation list cannot be refreshed")
+            self._log.warning("stale", "revocation list is %.0fs old; accepting tokens (fail_open)", age)
+        if snapshot is not None:
+            snapshot.check(claims)
+
+    def _discover(self) -> Discovery:
+        # Once, then kept: the endpoints of an issuer do not move under a running service.
+        if self._discovery is None:
+            with self._discovery_lock:
+                if self._discovery is None:
+                    self._discovery = discover(self.issuer, timeout=self._timeout)
+        return self._discovery
+
+    def _fetch_jwks(self) -> dict[str, Any]:
+        return get_json(self._discover().jwks_uri, timeout=self._timeout).body or {}
+
+    def _start(self) -> None:
+        with self._start_lock:
+            if self._started or self._stop.is_set():
+                return
+            self._threads = [threading.Thread(target=self._poll_forever, name="authsvc-verify-poll", daemon=True)]
+            if self._redis_url is not None:
+                self._fanout = FanoutSubscriber(self._redis_url, self._revocations, self._stop, self._log)
+                self._threads.append(threading.Thread(target=self._fanout.run, name="authsvc-verify-redis", daemon=True))
+            for thread in self._threads:
+                thread.start()
+            self._started = True
+
+    def _poll_forever(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._revocations.poll()
+                self._keys.refresh_if_older_than(_JWKS_MAX_AGE)
+            except Exception:
+                # A dead poller would turn into a fail-closed outage a minute later.
+                logging.getLogger("authsvc.verify").exception("revocation poller error")
+            self._revocations.wake.wait(self._next_poll_delay())
+            self._revocations.wake.clear()
+
+    def _next_poll_delay(self) -> float:
+        interval = self._poll_interval
+        if self._fanout is not None and self._fanout.subscribed.is_set():
+            # Hints arrive within a second, so the poll only has to catch what they miss.
+            interval = max(interval, min(interval * 4, self._max_staleness / 2))
+        # Jitter keeps a fleet of resource servers from polling in lockstep.
+        return interval * random.uniform(0.9, 1.1)
+
+    def _after_fork(self) -> None:
+        # Threads do not survive fork (gunicorn --preload) and a lock held by one of them
+        # at that instant would stay held: start over, the threads on first use.
+        stopped = self._stop.is_set()
+        self._init_runtime()
+        if stopped:
+            self._stop.set()
+
+
+def _reset_after_fork() -> None:
+    for verifier in list(_VERIFIERS):
+        verifier._after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_after_fork)
+logging.getLogger("authsvc.verify").addHandler(logging.NullHandler())

@@ -1,0 +1,106 @@
+"""Protocol endpoints: authorize (with login and consent), token, revoke,
+introspect, userinfo and logout. Each view translates HTTP to the protocol
+layer; the decisions live in ``authorize.py`` and in ``authsvc.oauth``.
+"""
+
+from authlib.oauth2.base import OAuth2Error
+from flask import Blueprint
+from flask import jsonify
+from flask import make_response
+from flask import render_template
+from flask import request
+
+from ..oauth.claims import user_claims
+from . import forms
+from . import server
+from . import services
+from . import sessions
+from .authorize import authorize_request
+from .errors import error_response
+
+bp = Blueprint("oauth", __name__)
+
+
+@bp.route("/authorize", methods=["GET", "POST"])
+def authorize():
+    return authorize_request()
+
+
+@bp.post("/token")
+def token():
+    forms.check_form_post()
+    return server().create_token_response()
+
+
+@bp.post("/revoke")
+def revoke():
+    forms.check_form_post()
+    return server().create_endpoint_response("revocation")
+
+
+@bp.post("/introspect")
+def introspect():
+    forms.check_form_post()
+    return server().create_endpoint_response("introspection")
+
+
+@bp.route("/userinfo", methods=["GET", "POST"])
+def userinfo():
+    """OIDC Core §5.3: the claims the access token's scopes allow, Bearer header only (RFC 6750 §2.1)."""
+    svc = services()
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if "access_token" in request.values:
+        return bearer_error(400, "invalid_request", "Send the access token in the Authorization header only.")
+    if scheme.lower() != "bearer" or not token.strip():
+        return bearer_error(401, None, None)
+    claims = svc.tokens.decode_access_token(token.strip())
+    if claims is None or svc.revocations.is_token_revoked(claims):
+        return bearer_error(401, "invalid_token", "The access token is invalid, expired or revoked.")
+    if "openid" not in claims.get("scope", "").split():
+        return bearer_error(403, "insufficient_scope", "The access token lacks the openid scope.")
+    user = server().load_active_user(claims["sub"])
+    if user is None:
+        return bearer_error(401, "invalid_token", "The access token does not belong to an active user.")
+    return jsonify(user_claims(user, claims["scope"]))
+
+
+def bearer_error(status, error, description):
+    """RFC 6750 §3: the WWW-Authenticate challenge."""
+    challenge = 'Bearer realm="authsvc"'
+    if error:
+        challenge += f', error="{error}", error_description="{description}"'
+    body = {"error": error or "invalid_request", "error_description": description or "A Bearer token is required."}
+    return jsonify(body), status, {"WWW-Authenticate": challenge}
+
+
+@bp.route("/logout", methods=["GET", "POST"])
+def logout():
+    """RP-Initiated Logout 1.0: end the session, then redirect only to a registered URI."""
+    srv, s = server(), sessions()
+    login = s.current()
+    try:
+        end = srv.validate_endpoint_request("end_session")
+    except OAuth2Error as error:
+        return error_response(400, error.error, error.get_error_description() or "Invalid logout request.")
+    if request.method == "GET" and end.needs_confirmation:
+        return render_page("logout.html", login, params=request.args.items(multi=False))
+    if end.needs_confirmation and not s.check_csrf(login):
+        return error_response(400, "invalid_request", "The sign-out form expired. Please try again.")
+    response = srv.create_endpoint_response("end_session", end)
+    if response is None:
+        response = make_response(render_template("logged_out.html"))
+    hinted_sid = (end.id_token_claims or {}).get("sid")
+    if hinted_sid and (login is None or login.sid != hinted_sid):
+        services().revocations.end_session(hinted_sid)
+    s.end(response, login)
+    return response
+
+
+def render_page(template, login, status=200, **context):
+    """Render a page carrying a CSRF token bound to this browser."""
+    s = sessions()
+    binding = s.csrf_binding(login)
+    response = make_response(render_template(template, csrf_token=s.csrf_token(binding), login=login, **context), status)
+    if binding.startswith("pre:"):
+        s.ensure_presession(response, binding.removeprefix("pre:"))
+    return response

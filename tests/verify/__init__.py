@@ -1,0 +1,1 @@
+"""Tests of authsvc.verify, the downstream token verifier, against a fake issuer."""
