@@ -116,7 +116,11 @@ _ENV = {
 def _check_issuer(issuer: str) -> None:
     # OIDC Discovery §3: the issuer is an https URL without query or fragment;
     # plain http is accepted for loopback development only.
-    parts = urlsplit(issuer)
+    try:
+        parts = urlsplit(issuer)
+        parts.port  # noqa: B018 - parsing the port is what can fail
+    except ValueError:
+        raise ConfigError(f"AUTHSVC_ISSUER: {issuer!r} is not an http(s) URL") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(f"AUTHSVC_ISSUER: {issuer!r} is not an http(s) URL")
     if parts.query or parts.fragment or issuer.endswith("/"):

@@ -67,17 +67,20 @@ class Revocations:
         return stored
 
     def revoke_jtis(self, pairs) -> list:
-        """List access tokens by ``(jti, exp)``; already-expired ones need no entry."""
-        now = self.clock()
+        """List access tokens by ``(jti, exp)`` until exp + leeway; tokens past that need no entry."""
+        # Verifiers accept a token up to `leeway` past its exp, so it is live until then.
+        now = self.clock() - self.settings.leeway
         return self._add([("jti", jti, exp + self.settings.leeway, None) for jti, exp in pairs if exp > now])
 
     def revoke_family(self, family_id: str) -> list:
         """Revoke a refresh-token family and every live access token it produced."""
-        return self.revoke_jtis(self.store.revoke_family(family_id, self.clock()))
+        now = self.clock()
+        return self.revoke_jtis(self.store.revoke_family(family_id, now, live_after=now - self.settings.leeway))
 
     def end_session(self, sid: str) -> list:
         """Revoke a browser session: its tokens and its refresh tokens, everywhere."""
-        live = self.store.revoke_refresh_tokens(self.clock(), sid=sid)
+        now = self.clock()
+        live = self.store.revoke_refresh_tokens(now, sid=sid, live_after=now - self.settings.leeway)
         return self._add([("sid", sid, self._horizon(), None)]) + self.revoke_jtis(live)
 
     def revoke_subject(self, sub: str) -> list:

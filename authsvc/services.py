@@ -2,10 +2,13 @@
 revocations and rate limiter, built once and shared by the web app and the CLI.
 """
 
+import logging
 import time
 from dataclasses import dataclass
+from dataclasses import field
 
 from .config import Settings
+from .errors import StoreUnavailable
 from .keyring import KeyRing
 from .ratelimit import Limiter
 from .revocation import NullNotifier
@@ -25,9 +28,24 @@ class Services:
     revocations: Revocations
     limiter: Limiter
     clock: object
+    housekeeping_interval: float = 60.0
+    _last_housekeeping: float = field(default=float("-inf"), repr=False)
 
     def close(self) -> None:
         self.store.close()
+
+    def housekeeping(self) -> None:
+        """Purge expired codes, refresh tokens, revocations and counters, at most once an interval per process."""
+        started = time.monotonic()
+        if started - self._last_housekeeping < self.housekeeping_interval:
+            return
+        self._last_housekeeping = started
+        try:
+            purged = self.store.purge_expired(self.clock())
+        except StoreUnavailable:
+            return
+        if purged:
+            logging.getLogger(__name__).info("housekeeping purged %d expired rows", purged)
 
 
 def build(settings: Settings, *, clock=time.time, keyring: KeyRing | None = None) -> Services:
@@ -50,6 +68,9 @@ def build(settings: Settings, *, clock=time.time, keyring: KeyRing | None = None
 def open_keyring(settings: Settings, *, clock=time.time, create: bool = False) -> KeyRing:
     """Open the ring; with ``create``, make the first active key when it is empty."""
     kwargs = {"clock": clock, "retire_after": settings.longest_token_ttl}
-    if create:
-        return KeyRing.init(settings.keys_dir, alg=settings.signing_alg, **kwargs)
-    return KeyRing(settings.keys_dir, **kwargs)
+    if not create:
+        return KeyRing(settings.keys_dir, **kwargs)
+    # ID tokens default to RS256 whatever signs access tokens, so a new ring gets both.
+    for alg in dict.fromkeys(("RS256", settings.signing_alg)):
+        ring = KeyRing.init(settings.keys_dir, alg=alg, **kwargs)
+    return ring

@@ -71,10 +71,7 @@ def postgres_url_or_skip(request: pytest.FixtureRequest | None = None) -> str:
 
 
 def _give_up(shown: str, reason: str) -> None:
-    message = (
-        f"PostgreSQL not reachable at {shown} ({reason}): "
-        "start it or set AUTHSVC_TEST_DATABASE_URL"
-    )
+    message = f"PostgreSQL not reachable at {shown} ({reason}): start it or set AUTHSVC_TEST_DATABASE_URL"
     if os.environ.get("CI") == "true":
         pytest.fail(message)
     pytest.skip(message)

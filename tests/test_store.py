@@ -78,9 +78,7 @@ def code(code_hash="ch1", client_id="c1", expires_at=NOW + 60, **kw):
 def token(token_hash="rt1", family_id="f1", client_id="c1", sub="u1", **kw):
     values = dict(scope="openid", issued_at=NOW, expires_at=NOW + 3600, auth_time=NOW - 5)
     values.update(kw)
-    return RefreshToken(
-        token_hash=token_hash, family_id=family_id, client_id=client_id, sub=sub, **values
-    )
+    return RefreshToken(token_hash=token_hash, family_id=family_id, client_id=client_id, sub=sub, **values)
 
 
 # users
@@ -562,7 +560,9 @@ def test_sqlite_relative_path_creates_parent_dir(tmp_path, monkeypatch):
     store.upgrade()
     assert (tmp_path / "instance/sub/authsvc.db").exists()
     with store._engine.connect() as conn:
-        pragmas = [conn.exec_driver_sql(f"PRAGMA {p}").scalar() for p in ("journal_mode", "foreign_keys", "busy_timeout")]
+        pragmas = [
+            conn.exec_driver_sql(f"PRAGMA {p}").scalar() for p in ("journal_mode", "foreign_keys", "busy_timeout")
+        ]
     assert pragmas == ["wal", 1, 5000]
     store.close()
 
@@ -603,4 +603,3 @@ def test_unsupported_url_is_a_value_error():
         open_store("mysql://localhost/x")
     with pytest.raises(ValueError):
         open_store("not a url")
-

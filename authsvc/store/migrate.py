@@ -49,9 +49,7 @@ def _step_1(conn: sa.Connection) -> None:
     )
 
 
-STEPS: tuple[tuple[int, str, Callable[[sa.Connection], None]], ...] = (
-    (1, "create initial tables", _step_1),
-)
+STEPS: tuple[tuple[int, str, Callable[[sa.Connection], None]], ...] = ((1, "create initial tables", _step_1),)
 
 
 def upgrade(engine: sa.Engine, *, clock: Callable[[], float] = time.time) -> list[str]:
@@ -66,11 +64,7 @@ def upgrade(engine: sa.Engine, *, clock: Callable[[], float] = time.time) -> lis
             if _is_applied(conn, version):
                 continue
             step(conn)
-            conn.execute(
-                sa.insert(schema.schema_migrations).values(
-                    version=version, name=name, applied_at=clock()
-                )
-            )
+            conn.execute(sa.insert(schema.schema_migrations).values(version=version, name=name, applied_at=clock()))
         applied.append(name)
     return applied
 

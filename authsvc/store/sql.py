@@ -76,16 +76,14 @@ class Store(
         """Delete rows nothing can need any more; return how many went."""
         codes = authorization_codes
         with writing(self._engine) as conn:
-            deleted = conn.execute(
-                sa.delete(codes).where(codes.c.expires_at < now - CODE_RETENTION)
-            ).rowcount
-            deleted += conn.execute(
-                sa.delete(refresh_tokens).where(refresh_tokens.c.expires_at < now)
-            ).rowcount
+            deleted = conn.execute(sa.delete(codes).where(codes.c.expires_at < now - CODE_RETENTION)).rowcount
+            deleted += conn.execute(sa.delete(refresh_tokens).where(refresh_tokens.c.expires_at < now)).rowcount
             deleted += conn.execute(sa.delete(counters).where(counters.c.expires_at <= now)).rowcount
-            purged = conn.execute(
-                sa.delete(revocations).where(revocations.c.exp <= now).returning(revocations.c.version)
-            ).scalars().all()
+            purged = (
+                conn.execute(sa.delete(revocations).where(revocations.c.exp <= now).returning(revocations.c.version))
+                .scalars()
+                .all()
+            )
             if purged:
                 # Raise the watermark: a poller behind it may have missed a deleted row.
                 watermark = store_meta.c.value

@@ -9,6 +9,8 @@ import contextlib
 import dataclasses
 import functools
 import pathlib
+import sqlite3
+import time
 from collections.abc import Iterator
 
 import sqlalchemy as sa
@@ -50,9 +52,7 @@ def _sqlite_engine(url: sa.URL) -> sa.Engine:
     if database in ("", ":memory:") or database.startswith("file:"):
         # One shared connection: an in-memory database exists once per
         # connection. Good for single-threaded tests only.
-        engine = sa.create_engine(
-            url, poolclass=pool.StaticPool, connect_args={"check_same_thread": False}
-        )
+        engine = sa.create_engine(url, poolclass=pool.StaticPool, connect_args={"check_same_thread": False})
     else:
         pathlib.Path(database).parent.mkdir(parents=True, exist_ok=True)
         engine = sa.create_engine(url, pool_size=5, max_overflow=10, pool_timeout=POOL_TIMEOUT)
@@ -68,9 +68,27 @@ def _sqlite_connect(dbapi_connection, _record) -> None:
     cursor = dbapi_connection.cursor()
     # busy_timeout first: switching to WAL needs a lock another process may hold.
     cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
-    cursor.execute("PRAGMA journal_mode = WAL")
     cursor.execute("PRAGMA foreign_keys = ON")
+    _use_wal(cursor)
     cursor.close()
+
+
+def _use_wal(cursor: sqlite3.Cursor) -> None:
+    # WAL lets readers run beside the writer. The mode is stored in the file,
+    # but switching to it ignores busy_timeout: a new database opened by two
+    # processes at once would fail with "database is locked", so retry.
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            # Asking first spares the lock on every later connection. An
+            # in-memory database answers "memory" and stays so; that is fine.
+            if cursor.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 def _sqlite_begin(conn: sa.Connection) -> None:
@@ -117,9 +135,7 @@ def guard(engine: sa.Engine) -> Iterator[None]:
     except exc.DBAPIError as error:
         if _missing_schema(error):
             raise StoreUnavailable(f"database unavailable: {UPGRADE_HINT}") from error
-        if isinstance(error, exc.OperationalError | exc.InterfaceError) or (
-            error.connection_invalidated
-        ):
+        if isinstance(error, exc.OperationalError | exc.InterfaceError) or error.connection_invalidated:
             raise StoreUnavailable(f"database unavailable: {_reason(error, engine)}") from error
         raise
 

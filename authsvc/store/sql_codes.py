@@ -29,9 +29,7 @@ class CodesMixin:
                 raise NotFound("client not found") from error
             raise AlreadyExists("authorization code exists already") from error
 
-    def consume_code(
-        self, code_hash: str, now: float
-    ) -> tuple[AuthorizationCode | None, bool]:
+    def consume_code(self, code_hash: str, now: float) -> tuple[AuthorizationCode | None, bool]:
         """Mark a code used; return (record, True) for the one caller that wins.
 
         A code used before gives (stored record, False) so the caller can
@@ -56,9 +54,7 @@ class CodesMixin:
             return None, False
         return to_record(AuthorizationCode, row), False
 
-    def record_code_issue(
-        self, code_hash: str, jti: str, exp: float, family_id: str | None
-    ) -> None:
+    def record_code_issue(self, code_hash: str, jti: str, exp: float, family_id: str | None) -> None:
         """Remember the access token and refresh family a code's exchange issued."""
         check_text(code_hash=code_hash, jti=jti, family_id=family_id)
         issue = (

@@ -18,9 +18,7 @@ class CountersMixin:
         """Count one hit on key in the current window; return the window's count so far."""
         start = _window_start(key, window, now)
         with writing(self._engine) as conn:
-            insert = upsert(conn, counters).values(
-                key=key, window_start=start, count=1, expires_at=start + window
-            )
+            insert = upsert(conn, counters).values(key=key, window_start=start, count=1, expires_at=start + window)
             # One statement, so concurrent hits never lose a count: the row
             # lock (PostgreSQL) or the write lock (SQLite) orders them.
             insert = insert.on_conflict_do_update(
@@ -39,9 +37,7 @@ class CountersMixin:
     def count(self, key: str, window: int, now: float) -> int:
         """Return the count of the current window without adding to it."""
         start = _window_start(key, window, now)
-        query = sa.select(counters.c.count).where(
-            counters.c.key == key, counters.c.window_start == start
-        )
+        query = sa.select(counters.c.count).where(counters.c.key == key, counters.c.window_start == start)
         with reading(self._engine) as conn:
             return conn.execute(query).scalar() or 0
 

@@ -39,9 +39,7 @@ class RefreshTokensMixin:
             raise NotFound("refresh token not found")
         return to_record(RefreshToken, row)
 
-    def spend_refresh_token(
-        self, token_hash: str, now: float, successor: RefreshToken, successor_blob: bytes
-    ) -> bool:
+    def spend_refresh_token(self, token_hash: str, now: float, successor: RefreshToken, successor_blob: bytes) -> bool:
         """Spend a live token and insert its successor in one transaction.
 
         True for the one caller that wins. False when the token is unknown,
@@ -71,10 +69,12 @@ class RefreshTokensMixin:
             raise AlreadyExists("successor refresh token exists already") from error
         return True
 
-    def revoke_family(self, family_id: str, now: float) -> list[tuple[str, float]]:
-        """Revoke every token of a family; return the family's live (access_jti, access_exp)."""
+    def revoke_family(
+        self, family_id: str, now: float, *, live_after: float | None = None
+    ) -> list[tuple[str, float]]:
+        """Revoke every token of a family; return its (access_jti, access_exp) expiring after live_after (default now)."""
         check_text(family_id=family_id)
-        return self._revoke(tokens.c.family_id == family_id, now)
+        return self._revoke(tokens.c.family_id == family_id, now, live_after)
 
     def revoke_refresh_tokens(
         self,
@@ -83,21 +83,26 @@ class RefreshTokensMixin:
         sub: str | None = None,
         client_id: str | None = None,
         sid: str | None = None,
+        live_after: float | None = None,
     ) -> list[tuple[str, float]]:
-        """Revoke the tokens matching every given criterion; return their live access tokens."""
+        """Revoke the tokens matching every given criterion; return their access tokens expiring after live_after."""
         check_text(sub=sub, client_id=client_id, sid=sid)
         given = {"sub": sub, "client_id": client_id, "sid": sid}
         criteria = [tokens.c[name] == value for name, value in given.items() if value is not None]
         if not criteria:
             # An empty filter would revoke every token of every user.
             raise ValueError("revoke_refresh_tokens needs sub, client_id or sid")
-        return self._revoke(sa.and_(*criteria), now)
+        return self._revoke(sa.and_(*criteria), now, live_after)
 
-    def _revoke(self, where: sa.ColumnElement[bool], now: float) -> list[tuple[str, float]]:
+    def _revoke(
+        self, where: sa.ColumnElement[bool], now: float, live_after: float | None = None
+    ) -> list[tuple[str, float]]:
         revoke = sa.update(tokens).where(where, tokens.c.revoked_at.is_(None)).values(revoked_at=now)
+        # Verifiers accept a token a little past exp (their leeway): callers may ask for those too.
+        live_after = now if live_after is None else live_after
         live = (
             sa.select(tokens.c.access_jti, tokens.c.access_exp)
-            .where(where, tokens.c.access_jti.is_not(None), tokens.c.access_exp > now)
+            .where(where, tokens.c.access_jti.is_not(None), tokens.c.access_exp > live_after)
             .order_by(tokens.c.issued_at, tokens.c.access_jti)
         )
         with writing(self._engine) as conn:

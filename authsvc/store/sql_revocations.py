@@ -29,9 +29,7 @@ _PURGED = "revocation_purged"
 class RevocationsMixin:
     _engine: sa.Engine
 
-    def add_revocations(
-        self, entries: list[tuple[str, str, float, float | None]], now: float
-    ) -> list[Revocation]:
+    def add_revocations(self, entries: list[tuple[str, str, float, float | None]], now: float) -> list[Revocation]:
         """List entries of (kind, value, exp, before) in one transaction; return them versioned.
 
         Listing a (kind, value) again keeps its single row, raises exp and
@@ -86,9 +84,7 @@ class RevocationsMixin:
             if not full:
                 query = query.where(revocations.c.version > version)
             rows = conn.execute(query.order_by(revocations.c.version)).all()
-        return RevocationPage(
-            version=current, entries=[to_record(Revocation, row) for row in rows], full=full
-        )
+        return RevocationPage(version=current, entries=[to_record(Revocation, row) for row in rows], full=full)
 
     def is_listed(self, kind: str, value: str, now: float) -> bool:
         """Tell whether a live entry lists this (kind, value)."""

@@ -12,9 +12,9 @@ from __future__ import annotations
 import functools
 import json
 import re
-from http import HTTPStatus
 from collections.abc import Callable
 from collections.abc import Iterable
+from http import HTTPStatus
 from typing import Any
 
 from ._claims import as_scopes
@@ -24,7 +24,7 @@ from ._exceptions import MalformedToken
 from ._verifier import TokenVerifier
 
 #: Characters RFC 6750 §3 allows inside error_description and scope.
-_UNSAFE = re.compile(r'[^\x20\x21\x23-\x5b\x5d-\x7e]')
+_UNSAFE = re.compile(r"[^\x20\x21\x23-\x5b\x5d-\x7e]")
 
 
 class _NoToken(InvalidToken):
@@ -57,7 +57,8 @@ def error_response(exc: InvalidToken) -> tuple[int, list[tuple[str, str]], bytes
     else:
         challenge = f'Bearer error="{exc.error}", error_description="{description}"'
         if isinstance(exc, InsufficientScope):
-            challenge += ', scope="%s"' % _UNSAFE.sub("?", " ".join(exc.scopes))
+            scope = _UNSAFE.sub("?", " ".join(exc.scopes))
+            challenge += f', scope="{scope}"'
         headers.append(("WWW-Authenticate", challenge))
     return exc.status_code, headers, body
 

@@ -27,15 +27,15 @@ DEFAULT_MAX_TOKEN_BYTES = 8192
 
 def split_compact(token: object, max_bytes: int) -> tuple[dict[str, Any], dict[str, Any]]:
     """Return the header and payload of ``token`` after the structural checks."""
+    if not isinstance(token, (str, bytes)):
+        raise MalformedToken("the access token is not a string")
+    if len(token) > max_bytes:
+        raise MalformedToken("the access token is too long")
     if isinstance(token, bytes):
         try:
             token = token.decode("ascii")
         except UnicodeDecodeError:
             raise MalformedToken("the access token is not ASCII") from None
-    if not isinstance(token, str):
-        raise MalformedToken("the access token is not a string")
-    if len(token) > max_bytes:
-        raise MalformedToken("the access token is too long")
     if not _COMPACT.fullmatch(token):
         raise MalformedToken("the access token is not a compact JWS")
     header_b64, payload_b64, _ = token.split(".")

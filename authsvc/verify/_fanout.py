@@ -18,6 +18,10 @@ from ._revocations import BadRevocationData
 from ._sync import RevocationSync
 
 CHANNEL = "authsvc:revocations"
+#: Shown by CLIENT LIST, so an operator can tell the verifiers' subscriptions apart.
+CLIENT_NAME = "authsvc.verify"
+_JITTER = random.Random()
+_MIN_BACKOFF = 0.5
 _MAX_BACKOFF = 30.0
 #: How long one wait for a message may block, which bounds how late close() is noticed.
 _READ_TIMEOUT = 0.5
@@ -30,29 +34,37 @@ class FanoutSubscriber:
         import redis  # lazily: only resource servers that opted into fan-out need it
 
         self._redis = redis
-        self._url = url
+        # Parsed now, so a malformed URL fails TokenVerifier() instead of a thread later.
+        self._client = redis.Redis.from_url(
+            url, socket_connect_timeout=2.0, health_check_interval=30, client_name=CLIENT_NAME
+        )
         self._sync = sync
         self._stop = stop
         self._log = log
         #: Set while subscribed; lets callers (and tests) know hints are flowing.
         self.subscribed = threading.Event()
+        self._was_subscribed = False
 
     def run(self) -> None:
         """Subscribe, consume and reconnect until ``stop`` is set."""
-        backoff = 0.5
+        backoff = _MIN_BACKOFF
         while not self._stop.is_set():
             try:
                 self._consume()
-                backoff = 0.5
-            except (self._redis.RedisError, OSError) as exc:
-                self.subscribed.clear()
+            except Exception as exc:  # noqa: BLE001 - whatever broke, the thread must live on
                 self._log.warning("fanout", "revocation fan-out lost (%s); polling only", exc)
-                self._stop.wait(backoff * random.uniform(0.5, 1.0))
-                backoff = min(backoff * 2, _MAX_BACKOFF)
+            if self._was_subscribed:
+                backoff = _MIN_BACKOFF  # a connection that worked for a while earns a quick retry
+            self._was_subscribed = False
+            self._stop.wait(backoff * _JITTER.uniform(0.5, 1.0))
+            backoff = min(backoff * 2, _MAX_BACKOFF)
+
+    def close(self) -> None:
+        """Release the Redis connection pool (after ``stop`` is set and the thread ended)."""
+        self._client.close()
 
     def _consume(self) -> None:
-        client = self._redis.Redis.from_url(self._url, socket_connect_timeout=2.0, health_check_interval=30)
-        pubsub = client.pubsub()
+        pubsub = self._client.pubsub()
         try:
             pubsub.subscribe(CHANNEL)
             while not self._stop.is_set():
@@ -62,13 +74,13 @@ class FanoutSubscriber:
                 if message["type"] == "subscribe":
                     # Only now does Redis route publications to us.
                     self.subscribed.set()
+                    self._was_subscribed = True
                     self._sync.wake.set()  # whatever was published while we were away is lost
                 elif message["type"] == "message":
                     self._apply(message["data"])
         finally:
             self.subscribed.clear()
             pubsub.close()
-            client.close()
 
     def _apply(self, data: Any) -> None:
         try:

@@ -12,11 +12,10 @@ and EdDSA (Ed25519) are kept: a key can never be used with an algorithm the toke
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
-from typing import Callable
 
 from jwt import PyJWK
 from jwt.exceptions import PyJWTError
@@ -24,8 +23,8 @@ from jwt.exceptions import PyJWTError
 from ._exceptions import UnknownKey
 from ._exceptions import VerifierUnavailable
 from ._fetch import FetchError
-
-logger = logging.getLogger("authsvc.verify")
+from ._log import RateLimitedLog
+from ._log import logger
 
 #: The only algorithms accepted, each bound to one key type; never "none", never HS*.
 ALGORITHMS = frozenset({"RS256", "ES256", "EdDSA"})
@@ -37,8 +36,9 @@ _PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "k"})
 class KeyCache:
     """Signing keys by kid; ``fetch`` returns the JWKS document as a dict."""
 
-    def __init__(self, fetch: Callable[[], dict[str, Any]], refetch_interval: float) -> None:
+    def __init__(self, fetch: Callable[[], dict[str, Any]], refetch_interval: float, log: RateLimitedLog) -> None:
         self._fetch = fetch
+        self._log = log
         self._refetch_interval = refetch_interval
         self._keys: dict[str, PyJWK] = {}
         self._loaded = False
@@ -80,10 +80,10 @@ class KeyCache:
         try:
             keys = parse_jwks(self._fetch())
         except FetchError as exc:
-            logger.warning("JWKS refetch failed, keeping %d cached keys: %s", len(self._keys), exc)
+            self._log.warning("jwks", "JWKS fetch failed, keeping %d cached keys: %s", len(self._keys), exc)
             return
         if not keys:
-            logger.warning("JWKS has no usable signing key, keeping %d cached keys", len(self._keys))
+            self._log.warning("jwks", "JWKS has no usable signing key, keeping %d cached keys", len(self._keys))
             return
         self._keys = keys
         self._loaded = True

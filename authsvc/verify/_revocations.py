@@ -66,7 +66,9 @@ class Snapshot:
             if entry is not None and entry.before is not None and entry.before > iat:
                 raise RevokedToken()
 
-    def merged(self, version: int, added: Iterable[tuple[tuple[str, str], Entry]], *, now: float, leeway: float) -> Snapshot:
+    def merged(
+        self, version: int, added: Iterable[tuple[tuple[str, str], Entry]], *, now: float, leeway: float
+    ) -> Snapshot:
         """Return a snapshot with ``added`` merged in and expired entries dropped."""
         entries = dict(self.entries)
         for key, entry in added:

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
-from typing import Callable
 
 from ._fetch import MAX_REVOCATION_LIST_BYTES
 from ._fetch import FetchError

@@ -9,7 +9,6 @@ seen before, in a refetch that is rate-limited across all threads.
 
 from __future__ import annotations
 
-import logging
 import math
 import os
 import random
@@ -37,6 +36,7 @@ from ._fetch import discover
 from ._fetch import get_json
 from ._jwks import KeyCache
 from ._log import RateLimitedLog
+from ._log import logger
 from ._sync import RevocationSync
 
 #: RFC 7519 allows "a few minutes"; more than this hides a broken clock or a replay.
@@ -44,6 +44,8 @@ MAX_LEEWAY = 60
 #: Even without an unknown kid, refetch the JWKS this often so a removed key stops working.
 _JWKS_MAX_AGE = 300.0
 _VERIFIERS: weakref.WeakSet[TokenVerifier] = weakref.WeakSet()
+#: Our own generator: jitter must not draw from (or disturb) the application's global one.
+_JITTER = random.Random()
 
 
 class TokenVerifier:
@@ -100,12 +102,14 @@ class TokenVerifier:
         self._log = RateLimitedLog()
         self._discovery: Discovery | None = None
         self._discovery_lock = threading.Lock()
-        self._keys = KeyCache(self._fetch_jwks, self._refetch_interval)
+        self._keys = KeyCache(self._fetch_jwks, self._refetch_interval, self._log)
         self._revocations = RevocationSync(
             lambda: self._discover().revocation_list_uri, timeout=self._timeout, leeway=self.leeway, log=self._log
         )
-        self._fanout: FanoutSubscriber | None = None
         self._stop = threading.Event()
+        self._fanout: FanoutSubscriber | None = None
+        if self._redis_url is not None:
+            self._fanout = FanoutSubscriber(self._redis_url, self._revocations, self._stop, self._log)
         self._threads: list[threading.Thread] = []
         self._started = False
         self._start_lock = threading.Lock()
@@ -138,11 +142,17 @@ class TokenVerifier:
         return claims
 
     def close(self) -> None:
-        """Stop the background threads; ``verify`` keeps working on what it has."""
+        """Stop the background threads.
+
+        ``verify`` still answers from what it has, until the revocation list it holds is
+        older than ``max_revocation_staleness``.
+        """
         self._stop.set()
         self._revocations.wake.set()
         for thread in self._threads:
             thread.join(timeout=2.0)
+        if self._fanout is not None:
+            self._fanout.close()
 
     def __enter__(self) -> TokenVerifier:
         return self
@@ -178,23 +188,24 @@ class TokenVerifier:
             if self._started or self._stop.is_set():
                 return
             self._threads = [threading.Thread(target=self._poll_forever, name="authsvc-verify-poll", daemon=True)]
-            if self._redis_url is not None:
-                self._fanout = FanoutSubscriber(self._redis_url, self._revocations, self._stop, self._log)
-                self._threads.append(threading.Thread(target=self._fanout.run, name="authsvc-verify-redis", daemon=True))
+            if self._fanout is not None:
+                fanout = threading.Thread(target=self._fanout.run, name="authsvc-verify-redis", daemon=True)
+                self._threads.append(fanout)
             for thread in self._threads:
                 thread.start()
             self._started = True
 
     def _poll_forever(self) -> None:
         while not self._stop.is_set():
+            # Cleared before the poll, so a wake-up that arrives during it is not lost.
+            self._revocations.wake.clear()
             try:
                 self._revocations.poll()
                 self._keys.refresh_if_older_than(_JWKS_MAX_AGE)
             except Exception:
                 # A dead poller would turn into a fail-closed outage a minute later.
-                logging.getLogger("authsvc.verify").exception("revocation poller error")
+                logger.exception("revocation poller error")
             self._revocations.wake.wait(self._next_poll_delay())
-            self._revocations.wake.clear()
 
     def _next_poll_delay(self) -> float:
         interval = self._poll_interval
@@ -202,7 +213,7 @@ class TokenVerifier:
             # Hints arrive within a second, so the poll only has to catch what they miss.
             interval = max(interval, min(interval * 4, self._max_staleness / 2))
         # Jitter keeps a fleet of resource servers from polling in lockstep.
-        return interval * random.uniform(0.9, 1.1)
+        return interval * _JITTER.uniform(0.9, 1.1)
 
     def _after_fork(self) -> None:
         # Threads do not survive fork (gunicorn --preload) and a lock held by one of them
@@ -220,4 +231,3 @@ def _reset_after_fork() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_reset_after_fork)
-logging.getLogger("authsvc.verify").addHandler(logging.NullHandler())

@@ -27,6 +27,7 @@ def init_app(app, services) -> None:
     for module in (login, oauth, wellknown, ops):
         app.register_blueprint(module.bp)
     errors.init_app(app)
+    app.teardown_request(lambda exc: services.housekeeping())
     headers.init_app(app)
     metrics.init_app(app)
 

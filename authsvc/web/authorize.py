@@ -6,15 +6,15 @@ https://openid.net/specs/openid-connect-core-1_0.html#AuthRequest
 
 from urllib.parse import urlencode
 
-from authlib.oauth2.base import OAuth2Error
-from authlib.oauth2.rfc6749.errors import InvalidRequestError
-from authlib.oidc.core.errors import ConsentRequiredError
-from authlib.oidc.core.errors import LoginRequiredError
 from flask import redirect
 from flask import request
 
 from ..errors import NotFound
 from ..oauth.claims import describe_scopes
+from ..oauth.errors import ConsentRequiredError
+from ..oauth.errors import InvalidRequestError
+from ..oauth.errors import LoginRequiredError
+from ..oauth.errors import OAuth2Error
 from ..store import Consent
 from . import server
 from . import services
@@ -115,7 +115,7 @@ def _error(error: OAuth2Error):
 
 def _with_issuer(response):
     # RFC 9207: error responses name the issuer too.
-    from authlib.common.urls import add_params_to_uri
+    from ..oauth.errors import add_params_to_uri
 
     location = response.headers.get("Location")
     if location and "iss=" not in location.split("?", 1)[-1]:

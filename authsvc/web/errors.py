@@ -8,7 +8,6 @@ traceback goes to the log, never to the client).
 
 import logging
 
-from authlib.oauth2.base import OAuth2Error
 from flask import jsonify
 from flask import render_template
 from flask import request
@@ -16,6 +15,7 @@ from werkzeug.exceptions import HTTPException
 
 from ..errors import KeyRingError
 from ..errors import StoreUnavailable
+from ..oauth.errors import OAuth2Error
 
 log = logging.getLogger(__name__)
 

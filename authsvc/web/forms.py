@@ -6,8 +6,9 @@ and introspection endpoints take form-encoded bodies only. Werkzeug's
 checked here, across the query string and the body together.
 """
 
-from authlib.oauth2.rfc6749.errors import InvalidRequestError
 from flask import request
+
+from ..oauth.errors import InvalidRequestError
 
 FORM_TYPE = "application/x-www-form-urlencoded"
 MAX_PARAM_CHARS = 4096

@@ -3,7 +3,6 @@ introspect, userinfo and logout. Each view translates HTTP to the protocol
 layer; the decisions live in ``authorize.py`` and in ``authsvc.oauth``.
 """
 
-from authlib.oauth2.base import OAuth2Error
 from flask import Blueprint
 from flask import jsonify
 from flask import make_response
@@ -11,6 +10,7 @@ from flask import render_template
 from flask import request
 
 from ..oauth.claims import user_claims
+from ..oauth.errors import OAuth2Error
 from . import forms
 from . import server
 from . import services

@@ -58,13 +58,15 @@ class FakeIssuer:
         self.version = 1
         self.changes: list[tuple[int, str, dict]] = []  # (version, kind, entry)
         self.delta_floor = 0  # ?since below this answers with a full list
+        self.misreport_since = False  # a buggy delta whose "since" is not what was asked
         self.failing: set[str] = set()  # endpoint names answering 503
         self.counts: collections.Counter = collections.Counter()
         self.lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self.server.daemon_threads = True
         self.issuer = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        # A short poll interval makes shutdown() quick: one issuer per test adds up.
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.01,), daemon=True)
         self.thread.start()
 
     def close(self) -> None:
@@ -93,8 +95,9 @@ class FakeIssuer:
 
     def mint(self, alg: str = "RS256", *, headers: dict | None = None, **claims) -> str:
         """Sign a well-formed access token, with claim overrides (DROP removes one)."""
-        header = {"kid": KIDS[alg], "typ": "at+jwt", **(headers or {})}
-        return jwt.encode(self.claims(**claims), self.private_keys[alg], algorithm=alg, headers=header)
+        header = {"alg": alg, "kid": KIDS[alg], "typ": "at+jwt", **(headers or {})}
+        header = {name: value for name, value in header.items() if value is not DROP}
+        return self.sign_raw(header, self.claims(**claims), alg)
 
     def sign_raw(self, header: dict | bytes, payload: dict | bytes, alg: str = "RS256") -> str:
         """Sign arbitrary header and payload bytes with the real key of ``alg``."""
@@ -122,7 +125,7 @@ class FakeIssuer:
                 if not delta or version > since:
                     doc[kind].append(entry)
             if delta:
-                doc["since"] = since
+                doc["since"] = since - 1 if self.misreport_since else since
             return doc
 
 
@@ -144,11 +147,14 @@ def _handler(issuer: FakeIssuer):
             if name in issuer.failing:
                 return self._send(503, {"error": "temporarily_unavailable"})
             if name == "discovery":
-                return self._send(200, {
-                    "issuer": issuer.issuer,
-                    "jwks_uri": issuer.issuer + "/jwks",
-                    "revocation_list_uri": issuer.issuer + "/revocations",
-                })
+                return self._send(
+                    200,
+                    {
+                        "issuer": issuer.issuer,
+                        "jwks_uri": issuer.issuer + "/jwks",
+                        "revocation_list_uri": issuer.issuer + "/revocations",
+                    },
+                )
             if name == "jwks":
                 return self._send(200, {"keys": issuer.jwks})
             etag = f'"v{issuer.version}"'

@@ -6,6 +6,7 @@ stronger, so a rejection proves the rule and not merely a bad signature.
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import hmac
 import json
@@ -15,9 +16,18 @@ import uuid
 
 import jwt
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ed25519
+from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from cryptography.x509.oid import NameOID
+from hypothesis import HealthCheck
+from hypothesis import given
+from hypothesis import settings
+from hypothesis import strategies as st
 
 from authsvc.verify import ExpiredToken
 from authsvc.verify import InsufficientScope
@@ -75,9 +85,26 @@ def public_key_encodings(key) -> dict[str, bytes]:
         "pem-spki-str-stripped": spki.strip(),
         "empty": b"",
     }
-    if hasattr(public, "public_numbers") and hasattr(public.public_numbers(), "e"):
+    if isinstance(public, rsa.RSAPublicKey):
         encodings["pkcs1"] = public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.PKCS1)
+    encodings["x509-pem"] = self_signed_certificate(key).public_bytes(serialization.Encoding.PEM)
     return encodings
+
+
+def self_signed_certificate(key) -> x509.Certificate:
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "issuer.test")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1))
+    )
+    digest = None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
+    return builder.sign(key, digest)
 
 
 @pytest.mark.parametrize("hs_alg", ["HS256", "HS384", "HS512"])
@@ -126,8 +153,21 @@ def test_es256_signature_from_a_p384_key_is_rejected(issuer, verifier):
 
 @pytest.mark.parametrize(
     "kid",
-    ["../../keys/x.pem", "/dev/null", "' OR '1'='1", "rs-1\x00", "\x00", "x" * 10_000, "k" * 300, "",
-     123, None, ["rs-1"], {"kid": "rs-1"}, True],
+    [
+        "../../keys/x.pem",
+        "/dev/null",
+        "' OR '1'='1",
+        "rs-1\x00",
+        "\x00",
+        "x" * 10_000,
+        "k" * 300,
+        "",
+        123,
+        None,
+        ["rs-1"],
+        {"kid": "rs-1"},
+        True,
+    ],
 )
 def test_kid_abuse_is_an_unknown_or_malformed_token(issuer, verifier, kid):
     verifier.verify(issuer.mint())  # warm: the JWKS is loaded
@@ -190,8 +230,10 @@ def test_remote_key_urls_are_rejected_without_fetching(issuer, verifier, listene
 def test_embedded_keys_are_rejected(issuer, verifier):
     attacker = ec.generate_private_key(ec.SECP256R1())
     attacker_jwk = json.loads(jwt.get_algorithm_by_name("ES256").to_jwk(attacker.public_key()))
-    der = issuer.private_keys["RS256"].public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    der = (
+        issuer.private_keys["RS256"]
+        .public_key()
+        .public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     )
     for extra in ({"jwk": attacker_jwk}, {"x5c": [b64(der)]}, {"jwk": issuer.public_jwk("ES256")}):
         # Signed by the attacker's own key, as an embedded-key attack would be.
@@ -311,8 +353,10 @@ def test_not_yet_valid(issuer, verifier):
         verifier.verify(issuer.mint(iat=now + 300, exp=now + 900))
 
 
-@pytest.mark.parametrize("raw_exp", [b'"9999999999"', b"true", b"-1", b"1e309", b"-1e309", b"NaN",
-                                     b"Infinity", b"[9999999999]", b"null", b"{}"])
+@pytest.mark.parametrize(
+    "raw_exp",
+    [b'"9999999999"', b"true", b"-1", b"1e309", b"-1e309", b"NaN", b"Infinity", b"[9999999999]", b"null", b"{}"],
+)
 def test_exp_of_the_wrong_type_is_rejected(issuer, verifier, raw_exp):
     claims = json.dumps(issuer.claims(exp=DROP)).encode()
     payload = claims[:-1] + b', "exp": ' + raw_exp + b"}"
@@ -338,8 +382,21 @@ def test_issuer_must_match_exactly(issuer, verifier, iss):
         verifier.verify(issuer.mint(iss=iss))
 
 
-@pytest.mark.parametrize("aud", [DROP, "", [], ["https://other.test"], "https://other.test",
-                                 AUDIENCE + "/", AUDIENCE[:-1], 42, [AUDIENCE, 42], None])
+@pytest.mark.parametrize(
+    "aud",
+    [
+        DROP,
+        "",
+        [],
+        ["https://other.test"],
+        "https://other.test",
+        AUDIENCE + "/",
+        AUDIENCE[:-1],
+        42,
+        [AUDIENCE, 42],
+        None,
+    ],
+)
 def test_audience_must_name_us(issuer, verifier, aud):
     with pytest.raises(InvalidAudience):
         verifier.verify(issuer.mint(aud=aud))
@@ -349,7 +406,7 @@ def test_audience_list_containing_us_is_accepted(issuer, verifier):
     verifier.verify(issuer.mint(aud=["https://other.test", AUDIENCE]))
 
 
-@pytest.mark.parametrize("typ", ["JWT", None, "jwt", "id+jwt", "at+jwt; x=1", "application/jwt", "", 1])
+@pytest.mark.parametrize("typ", ["JWT", DROP, None, "jwt", "id+jwt", "at+jwt; x=1", "application/jwt", "", 1])
 def test_only_access_token_types_are_accepted(issuer, verifier, typ):
     with pytest.raises(MalformedToken):
         verifier.verify(issuer.mint(headers={"typ": typ}))
@@ -451,9 +508,19 @@ def test_only_utf8_json_is_accepted(issuer, verifier, payload):
 @pytest.mark.parametrize(
     "overrides",
     [
-        {"jti": DROP}, {"client_id": DROP}, {"iat": DROP}, {"sub": DROP}, {"scope": DROP},
-        {"sub": 123}, {"jti": ""}, {"jti": 7}, {"client_id": ["c"]}, {"scope": ["read", "write"]},
-        {"scope": None}, {"sid": 5}, {"iat": "now"},
+        {"jti": DROP},
+        {"client_id": DROP},
+        {"iat": DROP},
+        {"sub": DROP},
+        {"scope": DROP},
+        {"sub": 123},
+        {"jti": ""},
+        {"jti": 7},
+        {"client_id": ["c"]},
+        {"scope": ["read", "write"]},
+        {"scope": None},
+        {"sid": 5},
+        {"iat": "now"},
     ],
 )
 def test_rfc9068_claim_types(issuer, verifier, overrides):
@@ -497,3 +564,23 @@ def test_clock_skew_of_minutes_is_rejected(issuer, verifier, skew):
 def test_leeway_is_bounded(issuer, leeway):
     with pytest.raises(ValueError):
         TokenVerifier(issuer.issuer, AUDIENCE, leeway=leeway, start=False)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_mutated_tokens_only_ever_raise_invalid_token(issuer, verifier, data):
+    token = issuer.mint()
+    position = data.draw(st.integers(0, len(token) - 1))
+    replacement = data.draw(st.text(max_size=3))
+    mutated = token[:position] + replacement + token[position + 1 :]
+    if mutated == token:
+        return
+    with pytest.raises(InvalidToken):
+        verifier.verify(mutated)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(garbage=st.one_of(st.text(max_size=200), st.binary(max_size=200)))
+def test_garbage_only_ever_raises_malformed_token(verifier, garbage):
+    with pytest.raises(MalformedToken):
+        verifier.verify(garbage)

@@ -1,0 +1,29 @@
+# Two commands on a fresh machine: `make run` serves the issuer, `make test` proves it.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: run test install bench clean
+
+$(STAMP): requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Schema, first signing key and demo accounts when absent, then gunicorn on AUTHSVC_BIND.
+run: install
+	$(PY) -m authsvc.demo
+	$(PY) -m authsvc serve
+
+test: install
+	$(PY) -m pytest
+
+bench: install
+	$(PY) benchmarks/verify_bench.py
+	$(PY) benchmarks/propagation_bench.py
+
+clean:
+	rm -rf $(VENV) instance .pytest_cache test-artifacts

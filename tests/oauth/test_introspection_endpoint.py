@@ -1,0 +1,256 @@
+"""Token introspection, RFC 7662, at ``introspection_endpoint``.
+
+https://www.rfc-editor.org/rfc/rfc7662 — only an authenticated client may
+ask; a live token it may see answers ``active: true`` with its claims, and
+anything else (revoked, expired, foreign, garbage, an ID token, a spent
+refresh token, or a token the caller has no business seeing) answers exactly
+``{"active": false}``, so the answer never tells which of those it was
+(SECURITY.md B.34).
+"""
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from tests.conftest import basic_auth
+from tests.oauth_calls import claims_of
+from tests.oauth_calls import introspect
+from tests.oauth_calls import refresh
+from tests.oauth_calls import revoke
+from tests.oauth_calls import user_tokens
+
+INACTIVE = {"active": False}
+
+
+@pytest.fixture
+def rp(make_user, make_client):
+    make_user()
+    return make_client("relying party")
+
+
+@pytest.fixture
+def tokens(flow, rp):
+    client, secret = rp
+    return user_tokens(flow, client, secret)
+
+
+def answer(client, rp, token, **extra) -> dict:
+    rp_client, secret = rp
+    response = introspect(client, rp_client, secret, token, **extra)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    return response.json
+
+
+# --- who may ask ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("how", ["no-credentials", "wrong-secret", "unknown-client", "client-id-only"])
+def test_an_unauthenticated_caller_gets_401_and_no_answer(client, rp, tokens, how):
+    rp_client, secret = rp
+    headers, form = {}, {"token": tokens["access_token"]}
+    if how == "wrong-secret":
+        headers = basic_auth(rp_client.client_id, "not-the-secret")
+    elif how == "unknown-client":
+        headers = basic_auth("c_nobody", secret)
+    elif how == "client-id-only":
+        form["client_id"] = rp_client.client_id
+
+    response = client.post("/introspect", data=form, headers=headers)
+
+    assert response.status_code == 401
+    assert response.json["error"] == "invalid_client"
+    assert "active" not in response.json
+    assert "WWW-Authenticate" in response.headers
+
+
+def test_a_public_client_cannot_introspect(client, flow, make_user, make_client):
+    # A public client cannot keep a secret, so it cannot prove who is asking.
+    make_user()
+    spa, _ = make_client("single-page app", public=True)
+    tokens = user_tokens(flow, spa, None)
+
+    response = client.post("/introspect", data={"token": tokens["access_token"], "client_id": spa.client_id})
+
+    assert response.status_code == 401
+    assert "active" not in response.json
+
+
+def test_client_secret_post_works_as_well_as_basic(client, make_client, rp, tokens):
+    rp_client, secret = rp
+
+    response = client.post(
+        "/introspect", data={"token": tokens["access_token"], "client_id": rp_client.client_id, "client_secret": secret}
+    )
+
+    # The client is registered for client_secret_basic: its registration is enforced.
+    assert response.status_code == 401
+    poster, poster_secret = make_client("poster", auth_method="client_secret_post")
+    response = client.post(
+        "/introspect", data={"token": tokens["access_token"], "client_id": poster.client_id, "client_secret": poster_secret}
+    )
+    assert response.status_code == 200
+    assert response.json == INACTIVE  # authenticated, but not its token
+
+
+# --- active tokens ---------------------------------------------------------------------
+
+
+def test_a_live_access_token_is_active_with_its_claims(client, rp, tokens, settings):
+    claims = claims_of(tokens["access_token"])
+
+    body = answer(client, rp, tokens["access_token"])
+
+    assert body["active"] is True
+    for name in ("iss", "sub", "aud", "exp", "iat", "jti", "client_id", "scope", "sid"):
+        assert body[name] == claims[name], name
+    assert body["iss"] == settings.issuer
+    assert body["token_type"].lower() == "bearer"
+
+
+def test_a_live_refresh_token_is_active_for_its_client(client, rp, tokens):
+    access = claims_of(tokens["access_token"])
+
+    body = answer(client, rp, tokens["refresh_token"], token_type_hint="refresh_token")
+
+    assert body["active"] is True
+    assert body["client_id"] == rp[0].client_id
+    assert body["sub"] == access["sub"]
+    assert set(body["scope"].split()) >= {"openid", "offline_access"}
+    assert body["exp"] > access["exp"]
+
+
+def test_the_hint_is_only_a_hint(client, rp, tokens):
+    assert answer(client, rp, tokens["refresh_token"], token_type_hint="access_token")["active"] is True
+    assert answer(client, rp, tokens["access_token"], token_type_hint="refresh_token")["active"] is True
+
+
+# --- inactive tokens: exactly {"active": false} ------------------------------------------
+
+
+def test_a_revoked_access_token_is_inactive(client, rp, tokens):
+    rp_client, secret = rp
+    revoke(client, rp_client, secret, tokens["access_token"])
+
+    assert answer(client, rp, tokens["access_token"]) == INACTIVE
+
+
+def test_a_revoked_refresh_token_and_its_access_tokens_are_inactive(client, rp, tokens):
+    rp_client, secret = rp
+    revoke(client, rp_client, secret, tokens["refresh_token"])
+
+    assert answer(client, rp, tokens["refresh_token"]) == INACTIVE
+    assert answer(client, rp, tokens["access_token"]) == INACTIVE
+
+
+def test_a_spent_refresh_token_is_inactive_and_its_successor_active(client, rp, tokens, clock, settings):
+    rp_client, secret = rp
+    newest = refresh(client, rp_client, secret, tokens["refresh_token"]).json
+
+    assert answer(client, rp, tokens["refresh_token"]) == INACTIVE
+    assert answer(client, rp, newest["refresh_token"])["active"] is True
+    assert answer(client, rp, newest["access_token"])["active"] is True
+
+
+@pytest.mark.parametrize("past_exp", [1, 59, 61, 3600])
+def test_an_expired_access_token_is_inactive(client, rp, tokens, clock, past_exp):
+    exp = claims_of(tokens["access_token"])["exp"]
+    clock.advance(exp - clock() + past_exp)
+
+    # Inside or outside the verifiers' leeway: the issuer itself answers strictly.
+    assert answer(client, rp, tokens["access_token"]) == INACTIVE
+
+
+def test_an_expired_refresh_token_is_inactive(client, rp, tokens, settings, clock):
+    clock.advance(settings.refresh_token_ttl + 1)
+
+    assert answer(client, rp, tokens["refresh_token"]) == INACTIVE
+
+
+def test_a_token_signed_by_another_key_is_inactive(client, rp, tokens):
+    genuine = jwt.get_unverified_header(tokens["access_token"])
+    stranger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    forged = jwt.encode(claims_of(tokens["access_token"]), stranger, algorithm="RS256", headers=genuine)
+
+    assert answer(client, rp, forged) == INACTIVE
+
+
+def test_an_unsigned_token_is_inactive(client, rp, tokens):
+    header = {"alg": "none", "typ": "at+jwt", "kid": jwt.get_unverified_header(tokens["access_token"])["kid"]}
+    unsigned = jwt.encode(claims_of(tokens["access_token"]), None, algorithm="none", headers=header)
+
+    assert answer(client, rp, unsigned) == INACTIVE
+    assert answer(client, rp, unsigned.rstrip(".")) == INACTIVE
+
+
+def test_a_tampered_token_is_inactive(client, rp, tokens):
+    header, payload, signature = tokens["access_token"].split(".")
+    claims = claims_of(tokens["access_token"])
+    claims["scope"] += " admin"
+    forged_payload = jwt.utils.base64url_encode(jwt.api_jws.json.dumps(claims).encode()).decode()
+
+    assert answer(client, rp, f"{header}.{forged_payload}.{signature}") == INACTIVE
+
+
+@pytest.mark.parametrize("garbage", ["", "garbage", "a.b.c", "....", "x" * 4000, "eyJ9.eyJ9.eyJ9", "ünïcødé"])
+def test_garbage_is_inactive(client, rp, garbage):
+    assert answer(client, rp, garbage) == INACTIVE
+
+
+def test_an_id_token_is_not_an_access_token(client, rp, tokens):
+    assert "id_token" in tokens
+
+    assert answer(client, rp, tokens["id_token"]) == INACTIVE
+
+
+def test_tokens_of_an_ended_session_are_inactive(client, flow, rp, tokens, services):
+    services.revocations.end_session(claims_of(tokens["access_token"])["sid"])
+
+    assert answer(client, rp, tokens["access_token"]) == INACTIVE
+    assert answer(client, rp, tokens["refresh_token"]) == INACTIVE
+
+
+# --- whose tokens a client may see ----------------------------------------------------------
+
+
+def test_another_client_learns_nothing_about_a_token(client, rp, tokens, make_client):
+    stranger = make_client("stranger")
+
+    for kind in ("access_token", "refresh_token"):
+        assert answer(client, stranger, tokens[kind]) == INACTIVE
+    # The token itself is untouched.
+    assert answer(client, rp, tokens["access_token"])["active"] is True
+
+
+def test_a_resource_server_named_as_audience_may_introspect(client, make_client):
+    resource_server = make_client("resource server", grant_types=("client_credentials",), redirect_uris=())
+    rs_client, rs_secret = resource_server
+    service, service_secret = make_client(
+        "calling service",
+        grant_types=("client_credentials",),
+        redirect_uris=(),
+        scope="read",
+        resources=(rs_client.client_id,),
+    )
+    issued = client.post(
+        "/token",
+        data={"grant_type": "client_credentials", "resource": rs_client.client_id},
+        headers=basic_auth(service.client_id, service_secret),
+    )
+    assert issued.status_code == 200, issued.json
+    access = issued.json["access_token"]
+    assert claims_of(access)["aud"] == rs_client.client_id
+
+    body = answer(client, resource_server, access)
+
+    assert body["active"] is True
+    assert body["client_id"] == service.client_id
+    assert answer(client, make_client("bystander", grant_types=("client_credentials",), redirect_uris=()), access) == INACTIVE
+
+
+def test_introspection_takes_form_posts_only(client, rp, tokens):
+    rp_client, secret = rp
+
+    response = client.post("/introspect", json={"token": tokens["access_token"]}, headers=basic_auth(rp_client.client_id, secret))
+
+    assert response.status_code == 400
+    assert response.json["error"] == "invalid_request"
