@@ -19,6 +19,9 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     if services is None:
         services = build(settings or Settings.from_env())
     app = Flask("authsvc.web")
+    # "//path" is a 404, not a 308 whose absolute Location is built from the
+    # client's Host header (SECURITY.md B.35).
+    app.url_map.merge_slashes = False
     app.config.update(
         MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
         MAX_FORM_MEMORY_SIZE=MAX_BODY_BYTES,

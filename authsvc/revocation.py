@@ -59,6 +59,12 @@ class Revocations:
         # Any token issued up to now has expired by then, leeway included.
         return self.clock() + self.settings.longest_token_ttl
 
+    def _session_horizon(self) -> float:
+        # A browser-session cookie signed up to now has expired by then. Until
+        # it has, the entry is all that keeps a logged-out (or revoked user's)
+        # cookie from signing in again and minting tokens the list no longer names.
+        return self.clock() + max(self.settings.longest_token_ttl, self.settings.session_ttl)
+
     def _add(self, entries) -> list:
         if not entries:
             return []
@@ -81,20 +87,27 @@ class Revocations:
         """Revoke a browser session: its tokens and its refresh tokens, everywhere."""
         now = self.clock()
         live = self.store.revoke_refresh_tokens(now, sid=sid, live_after=now - self.settings.leeway)
-        return self._add([("sid", sid, self._horizon(), None)]) + self.revoke_jtis(live)
+        return self._add([("sid", sid, self._session_horizon(), None)]) + self.revoke_jtis(live)
 
     def revoke_subject(self, sub: str) -> list:
         now = self.clock()
         self.store.revoke_refresh_tokens(now, sub=sub)
-        return self._add([("sub", sub, self._horizon(), now)])
+        return self._add([("sub", sub, self._session_horizon(), now)])
 
     def revoke_client(self, client_id: str) -> list:
         now = self.clock()
         self.store.revoke_refresh_tokens(now, client_id=client_id)
         return self._add([("client_id", client_id, self._horizon(), now)])
 
-    def is_session_ended(self, sid: str) -> bool:
-        return self.store.is_listed("sid", sid, self.clock())
+    def is_session_ended(self, sid: str, sub: str | None = None, started: float | None = None) -> bool:
+        """Tell whether a browser session was ended, or its user revoked after it ``started``."""
+        now = self.clock()
+        if self.store.is_listed("sid", sid, now):
+            return True
+        if sub is None or started is None:
+            return False
+        before = self.store.listed_before("sub", sub, now)
+        return before is not None and before > started
 
     def is_token_revoked(self, claims: dict) -> bool:
         """Apply the list to an access token's claims (same rules as authsvc.verify)."""

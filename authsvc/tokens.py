@@ -27,9 +27,13 @@ class TokenMinter:
         return jwt.encode(claims, key.private_key, algorithm=alg, headers={"kid": key.kid, "typ": typ})
 
     def mint_access_token(
-        self, *, client_id: str, sub: str, scope: str, audience: str, sid: str | None = None
+        self, *, client_id: str, sub: str, scope: str, audience: str, sid: str | None = None,
+        jti: str | None = None,
     ) -> tuple[str, dict]:
-        """Sign an access token per RFC 9068 §2 and return it with its claims."""
+        """Sign an access token per RFC 9068 §2 and return it with its claims.
+
+        ``jti`` is chosen by the caller when it had to record it before signing.
+        """
         now = int(self.clock())
         claims = {
             "iss": self.settings.issuer,
@@ -37,7 +41,7 @@ class TokenMinter:
             "aud": audience,
             "exp": now + self.settings.access_token_ttl,
             "iat": now,
-            "jti": secrets.token_urlsafe(16),
+            "jti": jti or new_jti(),
             "client_id": client_id,
             "scope": scope,
         }
@@ -138,6 +142,11 @@ class TokenMinter:
 
 def _is_time(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def new_jti() -> str:
+    """Return a fresh, unguessable token id."""
+    return secrets.token_urlsafe(16)
 
 
 def half_hash(value: str, alg: str) -> str:

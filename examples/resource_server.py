@@ -5,6 +5,8 @@
 
 AUDIENCE is the ``aud`` this service expects in its tokens (the issuer URL by default).
 Set AUTHSVC_REDIS_URL to hear revocations within a second instead of a poll interval.
+PORT (8001) is where it listens; AUTHSVC_POLL_INTERVAL (5 s) is how often it fetches
+the revocation list.
 """
 
 import logging
@@ -22,8 +24,17 @@ from authsvc.verify import require_token  # noqa: E402
 
 ISSUER = os.environ.get("AUTHSVC_ISSUER", "http://127.0.0.1:8000")
 AUDIENCE = os.environ.get("AUDIENCE", ISSUER)
+PORT = int(os.environ.get("PORT", "8001"))
+POLL_INTERVAL = float(os.environ.get("AUTHSVC_POLL_INTERVAL", "5"))
 
-verifier = TokenVerifier(ISSUER, AUDIENCE, redis_url=os.environ.get("AUTHSVC_REDIS_URL"))
+verifier = TokenVerifier(
+    ISSUER,
+    AUDIENCE,
+    revocation_poll_interval=POLL_INTERVAL,
+    # Fail closed only once several polls in a row have failed, never after one.
+    max_revocation_staleness=max(60.0, 3 * POLL_INTERVAL),
+    redis_url=os.environ.get("AUTHSVC_REDIS_URL"),
+)
 app = flask.Flask(__name__)
 
 
@@ -43,4 +54,4 @@ def hello_profile():
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO)
-    app.run(host="127.0.0.1", port=8001)
+    app.run(host="127.0.0.1", port=PORT)

@@ -209,3 +209,30 @@ class Flow:
 @pytest.fixture
 def flow(client):
     return Flow(client)
+
+
+@pytest.fixture(scope="session")
+def pg_pair(tmp_path_factory):
+    """Two real gunicorn instances sharing one PostgreSQL schema and key ring, for the session.
+
+    Skipped (failed under CI=true) when PostgreSQL is unreachable. Tests on it
+    make their own users and clients; see tests/oidc.py ``Deployment``.
+    """
+    from tests.dbs import postgres_url_or_skip
+    from tests.oidc import start_deployment
+
+    deployment = start_deployment(
+        tmp_path_factory.mktemp("pg-pair"), count=2, database_url=postgres_url_or_skip()
+    )
+    yield deployment
+    deployment.stop()
+
+
+@pytest.fixture(scope="session")
+def sqlite_issuer(tmp_path_factory):
+    """One real gunicorn instance on an embedded SQLite store, as ``make run`` serves, for the session."""
+    from tests.oidc import start_deployment
+
+    deployment = start_deployment(tmp_path_factory.mktemp("sqlite-issuer"), count=1)
+    yield deployment
+    deployment.stop()

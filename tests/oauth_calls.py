@@ -3,9 +3,35 @@ through the in-process Flask client (used by the revocation, introspection
 and revocation-list tests).
 """
 
+import functools
+import secrets
+
 import jwt
 
+from authsvc import accounts
+from authsvc.store import User
 from tests.conftest import basic_auth
+
+PASSWORD = "correct horse battery"
+
+
+@functools.cache
+def _password_hash() -> str:
+    # argon2 costs about 0.3 s a hash by design; one is enough for every test.
+    return accounts.hash_password(PASSWORD)
+
+
+def quick_user(services, username="alice") -> User:
+    """Store a user whose password is ``PASSWORD``, hashed once per test run."""
+    user = User(
+        sub="u_" + secrets.token_urlsafe(16),
+        username=username,
+        password_hash=_password_hash(),
+        email=f"{username}@example.com",
+        created_at=services.clock(),
+    )
+    services.store.create_user(user)
+    return user
 
 
 def user_tokens(flow, rp, secret, *, login=True, scope="openid profile offline_access") -> dict:

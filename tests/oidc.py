@@ -15,6 +15,7 @@ is tested elsewhere.
 """
 
 import base64
+import concurrent.futures
 import hashlib
 import shutil
 
@@ -107,15 +108,22 @@ def http_authorize(session, base: str, params: dict, *, username=None, password=
     """Walk /authorize → (login) → (consent) the way a browser does; returns the final
     response: the redirect to the client's redirect URI, or whatever page stopped the walk."""
     from urllib.parse import urlencode
+
+    return http_walk(
+        session, base, base + "/authorize?" + urlencode(params), username=username, password=password, decision=decision
+    )
+
+
+def http_walk(session, base: str, url: str, *, username=None, password=None, decision="allow"):
+    """Follow ``url`` (an authorization request) through the login and consent forms of ``base``."""
     from urllib.parse import urljoin
     from urllib.parse import urlsplit
 
-    url = base + "/authorize?" + urlencode(params)
     response = session.get(url, allow_redirects=False, timeout=30)
     for _ in range(5):
         if response.status_code in (302, 303):
             location = urljoin(url, response.headers["Location"])
-            if not location.startswith(base):
+            if not location.startswith(base + "/"):
                 return response
             if urlsplit(location).path == "/login" and username is not None:
                 return_to = dict(_pairs(location)).get("return_to", "")
@@ -146,3 +154,69 @@ def _pairs(url: str):
 
 def location_query(response) -> dict:
     return dict(_pairs(response.headers["Location"]))
+
+
+# -- real instances shared by a whole test session ------------------------------------
+
+
+class Deployment:
+    """gunicorn instances sharing one database and key ring, started once per session.
+
+    Tests on it must not interfere: each makes its own users and clients
+    (``user()`` / ``client()`` give unique names).
+    """
+
+    def __init__(self, env: dict, database_url: str, instances: list):
+        self.env = env
+        self.database_url = database_url
+        self.instances = instances
+        self.issuer = env["AUTHSVC_ISSUER"]
+
+    def user(self, prefix: str = "user", password: str | None = None, email: str | None = None) -> dict:
+        import secrets
+
+        from tests.servers import cli_json
+
+        password = password or secrets.token_urlsafe(12)
+        args = ["users", "create", "--username", f"{prefix}-{secrets.token_hex(4)}", "--password-stdin"]
+        if email:
+            args += ["--email", email]
+        created = cli_json(self.env, *args, stdin=password + "\n")
+        return {**created, "password": password}
+
+    def client(self, *args: str, name: str | None = None) -> dict:
+        import secrets
+
+        from tests.servers import cli_json
+
+        return cli_json(self.env, "clients", "create", "--name", name or f"rp-{secrets.token_hex(3)}", *args)
+
+    def stop(self) -> None:
+        for instance in self.instances:
+            instance.stop()
+
+
+def start_deployment(tmp_path, *, count: int, database_url: str | None = None, **env_extra) -> Deployment:
+    """Prepare a database and key ring and start ``count`` instances on it."""
+    from tests.servers import Instance
+    from tests.servers import free_port
+    from tests.servers import prepare
+    from tests.servers import server_env
+
+    ports = [free_port() for _ in range(count)]
+    env = server_env(tmp_path, issuer=f"http://127.0.0.1:{ports[0]}", database_url=database_url, **env_extra)
+    prepare(env)
+    deployment = Deployment(env, env["AUTHSVC_DATABASE_URL"], [])
+    # Started side by side: each start mostly waits on imports and the first /healthz.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=count) as pool:
+        futures = [pool.submit(Instance, env, port) for port in ports]
+    errors = []
+    for future in futures:
+        try:
+            deployment.instances.append(future.result())
+        except Exception as error:  # noqa: BLE001 - stop the ones that did start, then re-raise
+            errors.append(error)
+    if errors:
+        deployment.stop()
+        raise errors[0]
+    return deployment

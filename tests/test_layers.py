@@ -85,7 +85,9 @@ def third_party(imports) -> set[str]:
 
 
 def test_the_tree_was_found():
-    assert {"authsvc.config", "authsvc.oauth.server", "authsvc.web.oauth", "authsvc.cli.keys", "authsvc.verify"} <= set(MODULES)
+    assert {"authsvc.config", "authsvc.oauth.server", "authsvc.web.oauth", "authsvc.cli.keys", "authsvc.verify"} <= set(
+        MODULES
+    )
     # Relative imports are resolved: the check would be blind otherwise.
     assert "authsvc.errors" in MODULES["authsvc.config"]
 
@@ -101,19 +103,28 @@ def test_imports_point_down_the_ladder(module):
     upward = sorted(
         imported
         for imported in MODULES[module]
-        if component(imported) not in (None, own) and (component(imported) == "verify" or LAYERS.get(component(imported), 99) > LAYERS[own])
+        if component(imported) not in (None, own)
+        and (component(imported) == "verify" or LAYERS.get(component(imported), 99) > LAYERS[own])
     )
     assert not upward, f"{module} (L{LAYERS[own]}) imports from a higher layer: {upward}"
 
 
 def test_only_oauth_imports_authlib():
-    offenders = sorted(m for m, imports in MODULES.items() if component(m) != "oauth" and any(i.split(".")[0] == "authlib" for i in imports))
+    offenders = sorted(
+        m
+        for m, imports in MODULES.items()
+        if component(m) != "oauth" and any(i.split(".")[0] == "authlib" for i in imports)
+    )
     assert not offenders, f"only authsvc.oauth may import authlib: {offenders}"
 
 
 def test_cli_never_imports_web_or_oauth():
     offenders = sorted(
-        (m, i) for m, imports in MODULES.items() if component(m) == "cli" for i in imports if component(i) in ("web", "oauth", "app")
+        (m, i)
+        for m, imports in MODULES.items()
+        if component(m) == "cli"
+        for i in imports
+        if component(i) in ("web", "oauth", "app")
     )
     assert not offenders, offenders
 
@@ -149,7 +160,8 @@ def test_the_cli_loads_no_web_or_protocol_code():
     """Transitively, not only directly: importing the CLI must not pull in Flask's app or Authlib."""
     code = (
         "import sys, authsvc.cli, authsvc.services;"
-        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('authlib', 'flask') or m.startswith(('authsvc.web', 'authsvc.oauth', 'authsvc.app')));"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('authlib', 'flask')"
+        " or m.startswith(('authsvc.web', 'authsvc.oauth', 'authsvc.app')));"
         "print(bad); sys.exit(1 if bad else 0)"
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)

@@ -5,6 +5,7 @@ keeps it; ``RedisNotifier`` tells verifiers at once. The rate limiter shares
 the Redis connection rules, so its fallback is tested here too.
 """
 
+import dataclasses
 import json
 import logging
 import secrets
@@ -30,6 +31,7 @@ NOW = 1_800_000_000.0
 SETTINGS = Settings()
 LEEWAY = SETTINGS.leeway
 HORIZON = SETTINGS.longest_token_ttl
+SESSION_HORIZON = max(HORIZON, SETTINGS.session_ttl)
 
 
 class Clock:
@@ -63,9 +65,15 @@ def revocations(store, clock):
     return Revocations(SETTINGS, store, clock)
 
 
-def refresh_token(store, *, family="f1", client_id="c1", sub="u1", sid=None, access_exp=NOW + 600):
+def refresh_token(store, **fields):
     """Store a live refresh token with the access token issued beside it; return its record."""
-    record = RefreshToken(
+    record = refresh_token_record(**fields)
+    store.create_refresh_token(record)
+    return record
+
+
+def refresh_token_record(*, family="f1", client_id="c1", sub="u1", sid=None, access_exp=NOW + 600):
+    return RefreshToken(
         token_hash=secrets.token_hex(16),
         family_id=family,
         client_id=client_id,
@@ -78,8 +86,6 @@ def refresh_token(store, *, family="f1", client_id="c1", sub="u1", sid=None, acc
         access_jti="at-" + secrets.token_hex(6),
         access_exp=access_exp,
     )
-    store.create_refresh_token(record)
-    return record
 
 
 def revoked(store, record) -> bool:
@@ -94,7 +100,7 @@ def listed(document, kind) -> dict:
 
 
 def test_revoke_jtis_lists_live_tokens_until_exp_plus_leeway_and_skips_expired(revocations):
-    entries = revocations.revoke_jtis([("live", NOW + 300), ("expired", NOW - 1), ("ending-now", NOW)])
+    entries = revocations.revoke_jtis([("live", NOW + 300), ("expired", NOW - LEEWAY), ("long-gone", NOW - 3600)])
 
     assert [(e.kind, e.value) for e in entries] == [("jti", "live")]
     jtis = listed(revocations.document(), "jti")
@@ -125,7 +131,8 @@ def test_end_session_lists_sid_and_revokes_that_sessions_refresh_tokens(store, r
 
     document = revocations.document()
     assert set(listed(document, "sid")) == {"s1"}
-    assert listed(document, "sid")["s1"]["exp"] >= NOW + HORIZON
+    # Listed as long as a cookie of that session could still come back, not only its tokens.
+    assert listed(document, "sid")["s1"]["exp"] == NOW + SESSION_HORIZON
     assert revoked(store, first) and revoked(store, second)
     assert not revoked(store, other)
     # The session's access tokens are listed one by one too, so verifiers
@@ -166,7 +173,7 @@ def test_revoking_a_subject_or_client_makes_a_before_entry_and_revokes_its_refre
 def test_revoke_family_revokes_every_token_and_lists_its_live_access_tokens(store, revocations):
     spent = refresh_token(store, family="fam")
     newest = refresh_token(store, family="fam")
-    stale = refresh_token(store, family="fam", access_exp=NOW - 5)
+    stale = refresh_token(store, family="fam", access_exp=NOW - LEEWAY - 5)
     stranger = refresh_token(store, family="other")
 
     revocations.revoke_family("fam")
@@ -180,6 +187,20 @@ def test_revoking_nothing_changes_nothing(store, revocations):
     assert revocations.revoke_jtis([]) == []
     assert revocations.revoke_family("no-such-family") == []
     assert revocations.document()["version"] == 0
+
+
+def test_a_session_ends_when_its_sid_is_listed_or_its_user_revoked_after_it_began(revocations, clock):
+    revocations.end_session("s-ended")
+    revocations.revoke_subject("u-revoked")
+
+    assert revocations.is_session_ended("s-ended")
+    assert revocations.is_session_ended("s-live", "u-revoked", NOW - 1)
+    assert not revocations.is_session_ended("s-live", "u-revoked", NOW + 1)
+    assert not revocations.is_session_ended("s-live", "u-other", NOW - 1)
+    assert not revocations.is_session_ended("s-live")
+    clock.advance(SESSION_HORIZON)
+    assert not revocations.is_session_ended("s-ended")
+    assert not revocations.is_session_ended("s-live", "u-revoked", NOW - 1)
 
 
 def test_is_token_revoked_follows_the_contract_rules(revocations, clock):
@@ -246,6 +267,9 @@ def test_entries_leave_the_list_once_every_token_they_match_has_expired(store, r
     assert not revocations.is_token_revoked({"jti": "short", "sub": "u2", "client_id": "c1", "iat": NOW - 1})
 
     clock.advance(HORIZON)
+    assert set(listed(revocations.document(), "sub")) == {"u1"}
+    assert revocations.is_session_ended("s1")
+    clock.advance(SESSION_HORIZON - HORIZON)
     document = revocations.document()
     assert (document["sid"], document["sub"], document["client_id"]) == ([], [], [])
     assert not revocations.is_session_ended("s1")
@@ -279,6 +303,73 @@ def test_versions_are_monotonic_across_two_services_on_one_postgresql_database(r
     seen = first.document()["version"]
     second.revoke_jtis([("after", NOW + 600)])
     assert set(listed(first.document(seen), "jti")) == {"after"}
+
+
+def test_a_refresh_racing_a_family_revocation_cannot_leave_a_live_successor(request, clock):
+    """Refresh-vs-revoke (Keycloak #51312): the revocation must also catch the successor
+    that a refresh, holding the spent token's row lock, committed while the revocation waited."""
+    import threading
+
+    import sqlalchemy as sa
+
+    url = postgres_url_or_skip(request)
+    store = open_store(url)
+    request.addfinalizer(store.close)
+    store.upgrade()
+    store.create_client(Client(client_id="c1", name="One"))
+    revocations = Revocations(SETTINGS, store, clock)
+    spent = refresh_token(store, family="fam")
+    successor = dataclasses.replace(refresh_token_record(family="fam"), issued_at=NOW + 1)
+    inserted, proceed = threading.Event(), threading.Event()
+    refresh_backend = []
+
+    def pause_after_successor_insert(conn, cursor, statement, *args):
+        if statement.startswith("INSERT INTO refresh_tokens") and threading.current_thread().name == "refresh":
+            refresh_backend.append(conn.connection.dbapi_connection.info.backend_pid)
+            inserted.set()
+            proceed.wait(10)
+
+    sa.event.listen(store._engine, "after_cursor_execute", pause_after_successor_insert)
+    request.addfinalizer(lambda: sa.event.remove(store._engine, "after_cursor_execute", pause_after_successor_insert))
+    refreshing = threading.Thread(
+        name="refresh", target=store.spend_refresh_token, args=(spent.token_hash, NOW + 1, successor, b"sealed")
+    )
+    refreshing.start()
+    assert inserted.wait(10), "the refresh never reached its insert"
+    revoking = threading.Thread(name="revoke", target=revocations.revoke_family, args=("fam",))
+    revoking.start()
+    try:
+        assert _blocked_by(url, refresh_backend[0]), "the revocation never waited for the refresh's row lock"
+    finally:
+        proceed.set()
+        refreshing.join(10)
+        revoking.join(10)
+
+    assert revoked(store, spent)
+    assert revoked(store, successor), "the successor minted during the revocation is still live"
+    assert successor.access_jti in listed(revocations.document(), "jti")
+
+
+def _blocked_by(url, pid, timeout=10.0) -> bool:
+    """Poll until some backend waits for a lock that backend ``pid`` holds."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    deadline = time.monotonic() + timeout
+    try:
+        with engine.connect() as conn:
+            while time.monotonic() < deadline:
+                waiting = conn.execute(
+                    sa.text("SELECT count(*) FROM pg_stat_activity WHERE :pid = ANY(pg_blocking_pids(pid))"),
+                    {"pid": pid},
+                ).scalar_one()
+                conn.rollback()
+                if waiting:
+                    return True
+                time.sleep(0.02)
+    finally:
+        engine.dispose()
+    return False
 
 
 # --- Redis fan-out ----------------------------------------------------------------------
@@ -380,4 +471,3 @@ def _collect(pubsub, wanted, *, count, timeout=5.0) -> list:
         if wanted(body):
             found.append(body)
     return found
-

@@ -17,6 +17,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import get_default_algorithms
 
 from authsvc.tokens import TokenMinter
+from tests.oidc import keyring  # noqa: F401  (a copy of one session-wide ring)
+from tests.oidc import keyring_template  # noqa: F401
 
 ALGS = ("RS256", "ES256", "EdDSA")
 
@@ -35,17 +37,17 @@ def forge(header: dict, claims: dict, key=None, alg=None) -> str:
 
 
 @pytest.fixture
-def minter(settings, keyring, clock):
+def minter(settings, keyring, clock):  # noqa: F811
     return TokenMinter(settings, keyring, clock)
 
 
-def minter_for(settings, keyring, clock, alg):
+def minter_for(settings, keyring, clock, alg):  # noqa: F811
     if not any(k.alg == alg and k.status.value == "active" for k in keyring.keys()):
         keyring.rotate(alg)
     return TokenMinter(settings.with_overrides(signing_alg=alg), keyring, clock)
 
 
-def public_key(keyring, kid):
+def public_key(keyring, kid):  # noqa: F811
     jwk = next(k for k in keyring.jwks()["keys"] if k["kid"] == kid)
     return jwt.PyJWK(jwk).key
 
@@ -73,7 +75,7 @@ def id_token(minter, alg="RS256", **kw):
 
 
 @pytest.mark.parametrize("alg", ALGS)
-def test_access_token_follows_rfc_9068(settings, keyring, clock, alg):
+def test_access_token_follows_rfc_9068(settings, keyring, clock, alg):  # noqa: F811
     minter = minter_for(settings, keyring, clock, alg)
     token, claims = access_token(minter, sid="s_browser")
     header = jwt.get_unverified_header(token)
@@ -104,7 +106,7 @@ def test_sid_only_when_given_and_jti_unique(minter):
     assert len({claims["jti"] for claims in tokens}) == 20
 
 
-def test_a_rotated_ring_signs_with_the_new_active_key(settings, keyring, clock, minter):
+def test_a_rotated_ring_signs_with_the_new_active_key(settings, keyring, clock, minter):  # noqa: F811
     old = keyring.active("RS256").kid
     keyring.add("RS256")
     keyring.rotate("RS256")
@@ -114,15 +116,19 @@ def test_a_rotated_ring_signs_with_the_new_active_key(settings, keyring, clock, 
     assert jwt.get_unverified_header(token)["kid"] == new
 
 
-@pytest.mark.parametrize("alg, digest", [("RS256", hashlib.sha256), ("ES256", hashlib.sha256), ("EdDSA", hashlib.sha512)])
-def test_id_token_claims_and_at_hash(settings, keyring, clock, alg, digest):
+@pytest.mark.parametrize(
+    "alg, digest", [("RS256", hashlib.sha256), ("ES256", hashlib.sha256), ("EdDSA", hashlib.sha512)]
+)
+def test_id_token_claims_and_at_hash(settings, keyring, clock, alg, digest):  # noqa: F811
     minter = minter_for(settings, keyring, clock, alg)
     at, _ = access_token(minter)
     token = id_token(minter, alg, access_token=at, auth_time=clock() - 30, extra={"email": "alice@example.com"})
     header = jwt.get_unverified_header(token)
     assert header["alg"] == alg and header["kid"] == keyring.active(alg).kid
     assert header.get("typ") != "at+jwt"
-    claims = jwt.decode(token, public_key(keyring, header["kid"]), algorithms=[alg], audience="c_client", issuer=settings.issuer)
+    claims = jwt.decode(
+        token, public_key(keyring, header["kid"]), algorithms=[alg], audience="c_client", issuer=settings.issuer
+    )
     now = int(clock())
     full = digest(at.encode("ascii")).digest()
     assert claims["at_hash"] == b64(full[: len(full) // 2])
@@ -159,26 +165,26 @@ def test_decode_access_token_round_trip(minter):
     assert minter.decode_access_token(token) == claims
 
 
-def test_tokens_signed_by_a_retired_key_still_decode(minter, keyring):
+def test_tokens_signed_by_a_retired_key_still_decode(minter, keyring):  # noqa: F811
     token, claims = access_token(minter)
     keyring.add("RS256")
     keyring.rotate("RS256")
     assert minter.decode_access_token(token) == claims
 
 
-def good_parts(minter, keyring):
+def good_parts(minter, keyring):  # noqa: F811
     _, claims = access_token(minter)
     key = keyring.active("RS256")
     return {"alg": "RS256", "kid": key.kid, "typ": "at+jwt"}, claims, key
 
 
-def test_alg_none_is_refused(minter, keyring):
+def test_alg_none_is_refused(minter, keyring):  # noqa: F811
     header, claims, _ = good_parts(minter, keyring)
     for alg in ("none", "None", "nOnE"):
         assert minter.decode_access_token(forge(header | {"alg": alg}, claims)) is None
 
 
-def test_hs256_keyed_with_the_public_key_is_refused(minter, keyring):
+def test_hs256_keyed_with_the_public_key_is_refused(minter, keyring):  # noqa: F811
     header, claims, key = good_parts(minter, keyring)
     public = key.private_key.public_key()
     encodings = [
@@ -208,13 +214,13 @@ def test_hs256_keyed_with_the_public_key_is_refused(minter, keyring):
     ],
     ids=lambda extra: "+".join(extra),
 )
-def test_headers_we_never_set_are_refused_even_when_the_signature_is_ours(minter, keyring, extra):
+def test_headers_we_never_set_are_refused_even_when_the_signature_is_ours(minter, keyring, extra):  # noqa: F811
     header, claims, key = good_parts(minter, keyring)
     token = forge(header | extra, claims, key.private_key)
     assert minter.decode_access_token(token) is None
 
 
-def test_an_attacker_key_carried_in_the_jwk_header_is_not_used(minter, keyring):
+def test_an_attacker_key_carried_in_the_jwk_header_is_not_used(minter, keyring):  # noqa: F811
     header, claims, _ = good_parts(minter, keyring)
     attacker = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(attacker.public_key()))
@@ -223,7 +229,7 @@ def test_an_attacker_key_carried_in_the_jwk_header_is_not_used(minter, keyring):
     assert minter.decode_access_token(forge(header, claims, attacker)) is None
 
 
-def test_an_id_token_is_not_an_access_token(minter, keyring):
+def test_an_id_token_is_not_an_access_token(minter, keyring):  # noqa: F811
     assert minter.decode_access_token(id_token(minter)) is None
     header, claims, key = good_parts(minter, keyring)
     for typ in ("JWT", "jwt", "application/jwt", None):
@@ -231,14 +237,14 @@ def test_an_id_token_is_not_an_access_token(minter, keyring):
         assert minter.decode_access_token(forge(forged, claims, key.private_key)) is None
 
 
-def test_wrong_issuer_is_refused(minter, keyring, settings):
+def test_wrong_issuer_is_refused(minter, keyring, settings):  # noqa: F811
     header, claims, key = good_parts(minter, keyring)
     for iss in ("https://evil.example", settings.issuer + "/", settings.issuer + ".evil", "http", None):
         forged = claims | {"iss": iss} if iss else {k: v for k, v in claims.items() if k != "iss"}
         assert minter.decode_access_token(forge(header, forged, key.private_key)) is None
 
 
-def test_missing_protocol_claims_are_refused(minter, keyring):
+def test_missing_protocol_claims_are_refused(minter, keyring):  # noqa: F811
     header, claims, key = good_parts(minter, keyring)
     for name in ("jti", "client_id", "sub", "exp", "iat", "aud"):
         forged = {k: v for k, v in claims.items() if k != name}
@@ -247,7 +253,7 @@ def test_missing_protocol_claims_are_refused(minter, keyring):
         assert minter.decode_access_token(forge(header, claims | wrong, key.private_key)) is None, wrong
 
 
-def test_tampering_unknown_kids_and_garbage_are_refused(minter, keyring):
+def test_tampering_unknown_kids_and_garbage_are_refused(minter, keyring):  # noqa: F811
     token, _ = access_token(minter)
     head, payload, signature = token.split(".")
     claims = json.loads(base64.urlsafe_b64decode(payload + "=="))
@@ -305,14 +311,19 @@ def test_an_expired_genuine_hint_is_accepted(minter, clock, settings):
     assert minter.decode_id_token_hint(token, client_id="c_other") is None
 
 
-def test_a_hint_must_be_a_genuine_id_token(minter, keyring):
+def test_a_hint_must_be_a_genuine_id_token(minter, keyring):  # noqa: F811
     at, _ = access_token(minter)
     assert minter.decode_id_token_hint(at) is None
     token = id_token(minter)
     head, payload, _ = token.split(".")
     header = jwt.get_unverified_header(token)
     assert minter.decode_id_token_hint(f"{head}.{payload}.") is None
-    assert minter.decode_id_token_hint(forge(header | {"alg": "none"}, json.loads(base64.urlsafe_b64decode(payload + "==")))) is None
+    assert (
+        minter.decode_id_token_hint(
+            forge(header | {"alg": "none"}, json.loads(base64.urlsafe_b64decode(payload + "==")))
+        )
+        is None
+    )
     attacker = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     claims = jwt.decode(token, options={"verify_signature": False})
     assert minter.decode_id_token_hint(forge(header, claims, attacker)) is None

@@ -36,7 +36,8 @@ def add(alg, bits, as_json):
 def rotate(alg, older, as_json):
     """Promote the `next` key (or a new one) to active; retire the old active key."""
     ring = context.keyring(create=False)
-    seconds = parse_duration(older) if older else None
+    # An empty value (an unset variable in a cron line) is an error, not "rotate now".
+    seconds = parse_duration(older) if older is not None else None
     result = ring.rotate(alg or context.settings().signing_alg, if_older_than=seconds)
     if result.activated is None:
         emit({"rotated": False, "reason": "active key is younger than --if-older-than"}, as_json,

@@ -12,8 +12,11 @@ import click
 def command(bind, workers):
     """Serve the issuer with gunicorn."""
     from ..config import Settings
+    from ..services import open_keyring
 
     settings = Settings.from_env(**({"bind": bind} if bind else {}))
+    # Refuse here, in one line, rather than after gunicorn has started logging.
+    open_keyring(settings)
     env = dict(os.environ, AUTHSVC_BIND=settings.bind)
     if workers:
         env["AUTHSVC_WORKERS"] = str(workers)

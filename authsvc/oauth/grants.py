@@ -6,6 +6,7 @@ and route every token through ``TokenMinter``, the one signing path.
 """
 
 import logging
+import secrets
 
 from authlib.oauth2.rfc6749 import grants
 from authlib.oauth2.rfc6749.errors import InvalidGrantError
@@ -16,6 +17,7 @@ from authlib.oidc.core.grants import OpenIDCode
 
 from ..errors import NotFound
 from ..store import AuthorizationCode
+from ..tokens import new_jti
 from .issuance import IssuesTokens
 from .issuance import secret_hash
 from .models import CodeModel
@@ -59,7 +61,11 @@ class AuthorizationCodeGrant(IssuesTokens, grants.AuthorizationCodeGrant):
     def query_authorization_code(self, code, client):
         """Consume the code atomically; a replay revokes what the first exchange issued (RFC 9700 §4.5)."""
         services = self.server.services
-        record, first_use = services.store.consume_code(secret_hash(code), services.clock())
+        now = services.clock()
+        # Chosen before signing and stored with the consumption, so a replay that
+        # races this exchange finds what to revoke (RFC 9700 §4.5).
+        issue = (new_jti(), int(now) + services.settings.access_token_ttl, secrets.token_urlsafe(16))
+        record, first_use = services.store.consume_code(secret_hash(code), now, issue=issue)
         if record is None:
             return None
         if not first_use:
@@ -77,7 +83,7 @@ class AuthorizationCodeGrant(IssuesTokens, grants.AuthorizationCodeGrant):
         """Nothing to do: ``query_authorization_code`` consumed it already."""
 
     def authenticate_user(self, authorization_code):
-        return self.server.load_active_user(authorization_code.record.sub)
+        return session_user(self.server, authorization_code.record)
 
     def validate_authorization_request(self):
         # RFC 6749 §3.1: authorization parameters must not be repeated.
@@ -146,5 +152,18 @@ def rotate_family_user(server, record):
     try:
         server.services.store.get_client(record.client_id)
     except NotFound:
+        return None
+    return session_user(server, record)
+
+
+def session_user(server, record):
+    """Return the active user of a code or refresh token whose browser session is still on.
+
+    A code redeemed, or a refresh spent, after its session was logged out (or
+    its user revoked) would otherwise mint tokens the revocation list never
+    names: the logout revoked only what existed at that moment.
+    """
+    ended = server.services.revocations.is_session_ended
+    if record.sid and ended(record.sid, sub=record.sub, started=record.auth_time):
         return None
     return server.load_active_user(record.sub)

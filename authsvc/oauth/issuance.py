@@ -79,6 +79,8 @@ def issue_tokens(server, grant, *, user, scope, include_refresh_token) -> dict:
         scope=scope,
         audience=audience_for(services.settings, client, resource),
         sid=context.sid if context else None,
+        # A code records the jti and family it will issue when it is consumed.
+        jti=getattr(context, "issued_jti", None),
     )
     token = {
         "access_token": access_token,
@@ -92,7 +94,9 @@ def issue_tokens(server, grant, *, user, scope, include_refresh_token) -> dict:
         now = services.clock()
         refresh = RefreshToken(
             token_hash=secret_hash(plain),
-            family_id=getattr(context, "family_id", None) or secrets.token_urlsafe(16),
+            family_id=getattr(context, "family_id", None)
+            or getattr(context, "issued_family", None)
+            or secrets.token_urlsafe(16),
             client_id=client.client_id,
             sub=user.sub,
             # A narrower refresh request narrows this access token, not the grant.

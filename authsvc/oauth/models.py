@@ -34,7 +34,8 @@ class ClientModel(ClientMixin):
             allowed.update(OIDC_SCOPES)
         if not scope:
             return self.record.scope
-        return " ".join(s for s in scope.split() if s in allowed)
+        # Each scope once: "openid openid …" is one grant, not a longer consent list.
+        return " ".join(dict.fromkeys(s for s in scope.split() if s in allowed))
 
     def check_redirect_uri(self, redirect_uri):
         # Exact string comparison only (RFC 9700 §4.1.3): no prefix, no wildcard, no normalising.

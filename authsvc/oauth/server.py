@@ -3,8 +3,11 @@ key ring and token minter.
 """
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer as FlaskAuthorizationServer
+from authlib.integrations.flask_oauth2.requests import FlaskOAuth2Payload
 from authlib.integrations.flask_oauth2.requests import FlaskOAuth2Request
 from authlib.oauth2.rfc6749.errors import InvalidClientError
+from authlib.oauth2.rfc6749.errors import InvalidRequestError
+from authlib.oauth2.rfc6749.requests import OAuth2Request
 from authlib.oauth2.rfc9207 import IssuerParameter
 from flask import request as flask_request
 
@@ -33,8 +36,14 @@ class IssuerRequest(FlaskOAuth2Request):
     """
 
     def __init__(self, request, issuer: str):
-        super().__init__(request)
-        self.uri = issuer + request.full_path.rstrip("?")
+        # Not super().__init__(request): Authlib would first check request.url for
+        # https, which behind a TLS-terminating proxy is http://<Host> and fails every
+        # request. The transport is the configured issuer's (https, or loopback http).
+        OAuth2Request.__init__(
+            self, method=request.method, uri=issuer + request.full_path.rstrip("?"), headers=request.headers
+        )
+        self._request = request
+        self.payload = FlaskOAuth2Payload(request)
 
 
 class Issuer(IssuerParameter):
@@ -66,6 +75,12 @@ class AuthorizationServer(FlaskAuthorizationServer):
     def _unused_generator(**kwargs):
         raise RuntimeError("every grant issues through IssuesTokens")
 
+    def get_token_grant(self, request):
+        # RFC 6749 §5.2: a missing parameter is invalid_request, not an unsupported grant type.
+        if not request.payload.grant_type:
+            raise InvalidRequestError("Missing 'grant_type' parameter.")
+        return super().get_token_grant(request)
+
     def create_oauth2_request(self, request):
         return IssuerRequest(flask_request, self.services.settings.issuer)
 
@@ -91,6 +106,10 @@ class AuthorizationServer(FlaskAuthorizationServer):
                 issued.claims["exp"],
                 issued.refresh.family_id if issued.refresh else None,
             )
+            # A replay racing this exchange listed our jti, maybe before the refresh
+            # token existed to be revoked with its family: finish the job.
+            if issued.refresh is not None and self.services.revocations.is_token_revoked(issued.claims):
+                self.services.revocations.revoke_family(issued.refresh.family_id)
 
     def load_active_user(self, sub: str):
         try:

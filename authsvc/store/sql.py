@@ -5,17 +5,20 @@ this class joins them and owns the engine's life: upgrade, ping, close and
 the housekeeping that spans every table.
 """
 
+import pathlib
 import time
 from collections.abc import Callable
 
 import sqlalchemy as sa
 
+from ..errors import StoreUnavailable
 from . import migrate
 from .schema import authorization_codes
 from .schema import counters
 from .schema import refresh_tokens
 from .schema import revocations
 from .schema import store_meta
+from .sql_base import UPGRADE_HINT
 from .sql_base import create_engine
 from .sql_base import reading
 from .sql_base import writing
@@ -64,9 +67,16 @@ class Store(
             return migrate.current_version(conn)
 
     def ping(self) -> None:
-        """Run SELECT 1; raise StoreUnavailable when the database does not answer."""
+        """Raise StoreUnavailable unless the database answers and holds the current schema."""
+        url = self._engine.url
+        database = url.database or ""
+        if url.get_backend_name() == "sqlite" and database not in ("", ":memory:") and not database.startswith("file:"):
+            # Connecting would silently create an empty file where the real one was.
+            if not pathlib.Path(database).exists():
+                raise StoreUnavailable(f"database unavailable: {database} does not exist")
         with reading(self._engine) as conn:
-            conn.execute(sa.select(1))
+            if migrate.current_version(conn) < migrate.STEPS[-1][0]:
+                raise StoreUnavailable(f"database unavailable: {UPGRADE_HINT}")
 
     def close(self) -> None:
         """Close every pooled connection."""

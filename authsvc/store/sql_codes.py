@@ -29,20 +29,29 @@ class CodesMixin:
                 raise NotFound("client not found") from error
             raise AlreadyExists("authorization code exists already") from error
 
-    def consume_code(self, code_hash: str, now: float) -> tuple[AuthorizationCode | None, bool]:
+    def consume_code(
+        self, code_hash: str, now: float, *, issue: tuple[str, float, str | None] | None = None
+    ) -> tuple[AuthorizationCode | None, bool]:
         """Mark a code used; return (record, True) for the one caller that wins.
 
         A code used before gives (stored record, False) so the caller can
         revoke what the first exchange issued (RFC 9700 §4.5); an unknown
-        code, or one that expired unused, gives (None, False).
+        code, or one that expired unused, gives (None, False). ``issue`` =
+        (jti, exp, family_id) records what the winner is about to issue in
+        the same UPDATE, so a replay racing the exchange can revoke it too.
         """
         check_text(code_hash=code_hash)
+        values = {"used_at": now}
+        if issue is not None:
+            jti, exp, family_id = issue
+            check_text(jti=jti, family_id=family_id)
+            values.update(issued_jti=jti, issued_exp=exp, issued_family=family_id)
         # One conditional UPDATE is the whole race: PostgreSQL re-checks the
         # WHERE after waiting on the row lock, SQLite holds the write lock.
         won = (
             sa.update(codes)
             .where(codes.c.code_hash == code_hash, codes.c.used_at.is_(None), codes.c.expires_at > now)
-            .values(used_at=now)
+            .values(**values)
             .returning(*codes.c)
         )
         with writing(self._engine) as conn:

@@ -72,7 +72,7 @@ class RefreshTokensMixin:
     def revoke_family(
         self, family_id: str, now: float, *, live_after: float | None = None
     ) -> list[tuple[str, float]]:
-        """Revoke every token of a family; return its (access_jti, access_exp) expiring after live_after (default now)."""
+        """Revoke every token of a family; return its (access_jti, access_exp) expiring after live_after (or now)."""
         check_text(family_id=family_id)
         return self._revoke(tokens.c.family_id == family_id, now, live_after)
 
@@ -106,5 +106,9 @@ class RefreshTokensMixin:
             .order_by(tokens.c.issued_at, tokens.c.access_jti)
         )
         with writing(self._engine) as conn:
-            conn.execute(revoke)
+            # Each PostgreSQL statement takes a fresh snapshot: repeating the UPDATE until it
+            # finds nothing catches a successor that a refresh committed while this one waited
+            # for the spent token's row lock (refresh-vs-revoke, Keycloak #51312).
+            while conn.execute(revoke).rowcount:
+                pass
             return [(row.access_jti, row.access_exp) for row in conn.execute(live)]

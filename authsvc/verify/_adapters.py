@@ -30,6 +30,8 @@ _UNSAFE = re.compile(r"[^\x20\x21\x23-\x5b\x5d-\x7e]")
 class _NoToken(InvalidToken):
     """The request carries no bearer token in the Authorization header."""
 
+    # Only in the body: the challenge itself carries no error code (RFC 6750 §3.1).
+    error = "invalid_request"
     default_description = "a bearer token is required in the Authorization header"
 
 

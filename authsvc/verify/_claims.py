@@ -2,8 +2,9 @@
 
 PyJWT verifies the signature, ``exp``/``nbf``/``iat`` against the leeway, and ``iss``/``aud``
 by exact comparison; the checks here cover what it leaves open: which header parameters
-may appear at all, explicit typing, and the JSON types of the claims (PyJWT reads ``exp``
-with ``int()``, so ``"exp": "9999999999"`` would pass it).
+may appear at all, explicit typing, and the JSON types of the claims. PyJWT reads ``exp``
+with ``int()``, so ``"exp": "9999999999"`` passes it, and before 2.11 ``"exp": 1e309`` or
+``"exp": {}`` escaped as a bare TypeError; checked first, neither reaches it.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ def check_header(header: Mapping[str, Any]) -> tuple[str, str]:
         raise MalformedToken(f"the access token header may not carry {sorted(forbidden)[0]}")
     alg = header.get("alg")
     # Exact match against an allowlist: "none", "None", "HS256" and "PS256" all fail here.
-    if alg not in ALGORITHMS:
+    if not isinstance(alg, str) or alg not in ALGORITHMS:
         raise MalformedToken("the access token algorithm is not accepted")
     typ = header.get("typ")
     if not isinstance(typ, str) or typ.lower() not in _TYPES:

@@ -9,6 +9,7 @@ while it was away are gone for good. Polling stays the source of truth either wa
 from __future__ import annotations
 
 import json
+import os
 import random
 import threading
 from typing import Any
@@ -18,7 +19,7 @@ from ._revocations import BadRevocationData
 from ._sync import RevocationSync
 
 CHANNEL = "authsvc:revocations"
-#: Shown by CLIENT LIST, so an operator can tell the verifiers' subscriptions apart.
+#: Prefix of the name shown by CLIENT LIST; the pid follows, to tell processes apart.
 CLIENT_NAME = "authsvc.verify"
 _JITTER = random.Random()
 _MIN_BACKOFF = 0.5
@@ -36,7 +37,7 @@ class FanoutSubscriber:
         self._redis = redis
         # Parsed now, so a malformed URL fails TokenVerifier() instead of a thread later.
         self._client = redis.Redis.from_url(
-            url, socket_connect_timeout=2.0, health_check_interval=30, client_name=CLIENT_NAME
+            url, socket_connect_timeout=2.0, health_check_interval=30, client_name=f"{CLIENT_NAME}:{os.getpid()}"
         )
         self._sync = sync
         self._stop = stop

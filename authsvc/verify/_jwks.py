@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from jwt import PyJWK
 from jwt.exceptions import PyJWTError
 
@@ -29,6 +30,8 @@ from ._log import logger
 #: The only algorithms accepted, each bound to one key type; never "none", never HS*.
 ALGORITHMS = frozenset({"RS256", "ES256", "EdDSA"})
 _CURVES = {"ES256": "P-256", "EdDSA": "Ed25519"}
+#: RFC 7518 §3.3 asks for 2048 bits at least.
+_MIN_RSA_BITS = 2048
 #: Private members that have no business in a published key set.
 _PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "k"})
 
@@ -96,10 +99,18 @@ def parse_jwks(doc: dict[str, Any]) -> dict[str, PyJWK]:
     if not isinstance(members, list):
         raise FetchError("JWKS has no keys array")
     keys: dict[str, PyJWK] = {}
+    ambiguous: set[str] = set()
     for jwk in members:
         key = _signing_key(jwk)
-        if key is not None:
-            keys[jwk["kid"]] = key
+        if key is None:
+            continue
+        if key.key_id in keys:
+            # Two keys under one kid: which one a token means is anyone's guess.
+            ambiguous.add(key.key_id)
+        keys[key.key_id] = key
+    for kid in ambiguous:
+        logger.warning("JWKS key %.64r skipped: the kid is published more than once", kid)
+        del keys[kid]
     return keys
 
 
@@ -109,7 +120,7 @@ def _signing_key(jwk: object) -> PyJWK | None:
     kid, alg = jwk.get("kid"), jwk.get("alg")
     if not isinstance(kid, str) or not kid or jwk.get("use", "sig") != "sig":
         return None
-    if alg not in ALGORITHMS or _PRIVATE_MEMBERS & jwk.keys():
+    if not isinstance(alg, str) or alg not in ALGORITHMS or _PRIVATE_MEMBERS & jwk.keys():
         logger.warning("JWKS key %.64r skipped: alg %.16r not accepted or private", kid, alg)
         return None
     if alg in _CURVES and jwk.get("crv") != _CURVES[alg]:
@@ -117,14 +128,13 @@ def _signing_key(jwk: object) -> PyJWK | None:
         return None
     try:
         key = PyJWK(jwk, algorithm=alg)
-        # prepare_key checks the key type (and EC curve) against the algorithm now,
-        # so a mismatched key is dropped at load instead of failing at every verify.
+        # prepare_key checks the key type against the algorithm now, so a mismatched key
+        # is dropped at load instead of failing at every verify.
         prepared = key.Algorithm.prepare_key(key.key)
-        weak = key.Algorithm.check_key_length(prepared)
     except (PyJWTError, TypeError, ValueError) as exc:
         logger.warning("JWKS key %.64r skipped: %s", kid, exc)
         return None
-    if weak:
-        logger.warning("JWKS key %.64r skipped: %s", kid, weak)
+    if isinstance(prepared, RSAPublicKey) and prepared.key_size < _MIN_RSA_BITS:
+        logger.warning("JWKS key %.64r skipped: RSA key of %d bits", kid, prepared.key_size)
         return None
     return key

@@ -27,6 +27,8 @@ from ._claims import check_header
 from ._claims import check_scopes
 from ._claims import translate
 from ._compact import DEFAULT_MAX_TOKEN_BYTES
+from ._compact import decode_header
+from ._compact import parse_payload
 from ._compact import split_compact
 from ._exceptions import InvalidSignature
 from ._exceptions import VerifierUnavailable
@@ -43,9 +45,30 @@ from ._sync import RevocationSync
 MAX_LEEWAY = 60
 #: Even without an unknown kid, refetch the JWKS this often so a removed key stops working.
 _JWKS_MAX_AGE = 300.0
+#: Headers of tokens that verified, kept per verifier: a key signs every token with the same
+#: header bytes, so reading and checking them once is enough. Only a valid signature gets a
+#: header in, so the bound is only ever reached by the issuer's own key rotations.
+_MAX_KNOWN_HEADERS = 16
 _VERIFIERS: weakref.WeakSet[TokenVerifier] = weakref.WeakSet()
 #: Our own generator: jitter must not draw from (or disturb) the application's global one.
 _JITTER = random.Random()
+
+
+class _StrictPyJWT(jwt.PyJWT):
+    """PyJWT, reading the payload once, with this library's strict JSON rules and claim types.
+
+    ``_decode_payload`` is PyJWT's hook for subclasses (its own tests decompress payloads
+    through it). It runs after the signature check and before PyJWT's claim validation,
+    so ``exp``/``nbf``/``iat`` reach PyJWT only once known to be finite numbers.
+    """
+
+    def _decode_payload(self, decoded: dict[str, Any]) -> dict[str, Any]:
+        payload = parse_payload(decoded["payload"])
+        check_claims(payload)
+        return payload
+
+
+_PYJWT = _StrictPyJWT(options={"require": list(REQUIRED)})
 
 
 class TokenVerifier:
@@ -92,6 +115,7 @@ class TokenVerifier:
         self._max_token_bytes = max_token_bytes
         self._redis_url = redis_url
         self._refetch_interval = jwks_refetch_interval
+        self._known_headers: dict[str, tuple[str, str]] = {}
         self._init_runtime()
         _VERIFIERS.add(self)
         if start:
@@ -117,29 +141,36 @@ class TokenVerifier:
     def verify(self, token: str, *, scopes: str | Iterable[str] = ()) -> dict[str, Any]:
         """Return the claims of a valid access token, or raise an ``InvalidToken`` subclass."""
         required = as_scopes(scopes)
-        header, _ = split_compact(token, self._max_token_bytes)
-        alg, kid = check_header(header)
+        header_b64, _, _ = split_compact(token, self._max_token_bytes)
+        known = self._known_headers.get(header_b64)
+        alg, kid = known or check_header(decode_header(header_b64))
         if not self._started:
             self._start()
         key = self._keys.get(kid)
         if key.algorithm_name != alg:
             raise InvalidSignature("the access token algorithm does not match its key")
         try:
-            claims = jwt.decode(
+            claims = _PYJWT.decode(
                 token,
                 key,
                 algorithms=[alg],
                 audience=self.audience,
                 issuer=self.issuer,
                 leeway=self.leeway,
-                options={"require": list(REQUIRED), "enforce_minimum_key_length": True},
             )
         except jwt.PyJWTError as exc:
             raise translate(exc) from exc
-        check_claims(claims)
+        if known is None:
+            self._remember_header(header_b64, alg, kid)
         self._check_revocation(claims)
         check_scopes(claims, required)
         return claims
+
+    def _remember_header(self, segment: str, alg: str, kid: str) -> None:
+        known = self._known_headers
+        if len(known) >= _MAX_KNOWN_HEADERS:
+            known.clear()  # a rotation or several: start over rather than track age
+        known[segment] = (alg, kid)
 
     def close(self) -> None:
         """Stop the background threads.

@@ -40,6 +40,15 @@ def login():
     return response
 
 
+@bp.get("/")
+def home():
+    """Where a sign-in without an app to return to lands."""
+    current = sessions().current()
+    if current is None:
+        return redirect("/login", code=303)
+    return render_template("signed_in.html", login=current)
+
+
 def attempt(username: str, password: str):
     """Authenticate within the rate limits; None for every kind of failure."""
     svc = services()

@@ -3,9 +3,12 @@ introspect, userinfo and logout. Each view translates HTTP to the protocol
 layer; the decisions live in ``authorize.py`` and in ``authsvc.oauth``.
 """
 
+from urllib.parse import urlencode
+
 from flask import Blueprint
 from flask import jsonify
 from flask import make_response
+from flask import redirect
 from flask import render_template
 from flask import request
 
@@ -23,6 +26,12 @@ bp = Blueprint("oauth", __name__)
 
 @bp.route("/authorize", methods=["GET", "POST"])
 def authorize():
+    if request.method == "POST" and not request.args:
+        # OIDC Core §3.1.2.1: a POSTed authorization request continues as the GET it
+        # equals, since the login and consent steps carry the request in the URL.
+        return redirect("/authorize?" + urlencode(list(request.form.items(multi=True))), code=303)
+    # Repeated, over-long or NUL-bearing parameters end here, on an HTML page (RFC 6749 §3.1).
+    forms.check_params(request.args)
     return authorize_request()
 
 
@@ -82,14 +91,17 @@ def logout():
         end = srv.validate_endpoint_request("end_session")
     except OAuth2Error as error:
         return error_response(400, error.error, error.get_error_description() or "Invalid logout request.")
-    if request.method == "GET" and end.needs_confirmation:
+    hinted_sid = (end.id_token_claims or {}).get("sid")
+    # A genuine hint for another session (anyone can get one for their own
+    # account) must not sign this browser out from a link: ask, as without a hint.
+    confirm = end.needs_confirmation or (login is not None and hinted_sid != login.sid)
+    if request.method == "GET" and confirm:
         return render_page("logout.html", login, params=request.args.items(multi=False))
-    if end.needs_confirmation and not s.check_csrf(login):
+    if confirm and not s.check_csrf(login):
         return error_response(400, "invalid_request", "The sign-out form expired. Please try again.")
     response = srv.create_endpoint_response("end_session", end)
     if response is None:
         response = make_response(render_template("logged_out.html"))
-    hinted_sid = (end.id_token_claims or {}).get("sid")
     if hinted_sid and (login is None or login.sid != hinted_sid):
         services().revocations.end_session(hinted_sid)
     s.end(response, login)

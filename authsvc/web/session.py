@@ -52,7 +52,7 @@ class Sessions:
             sub, sid, auth_time = data["sub"], data["sid"], float(data["auth_time"])
         except (BadSignature, KeyError, TypeError, ValueError):
             return None
-        if self.services.revocations.is_session_ended(sid):
+        if self.services.revocations.is_session_ended(sid, sub, auth_time):
             return None
         try:
             user = self.services.store.get_user(sub)

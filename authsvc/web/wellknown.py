@@ -10,6 +10,7 @@ import json
 from flask import Blueprint
 from flask import Response
 from flask import request
+from werkzeug.http import unquote_etag
 
 from ..oauth.discovery import metadata
 from . import services
@@ -56,7 +57,8 @@ def _json(doc, *, max_age=0, etag=None, status=200):
 
 
 def _not_modified(etag: str) -> bool:
-    return etag in request.if_none_match
+    # Werkzeug holds the tags unquoted; If-None-Match compares weakly (RFC 9110 §13.1.2).
+    return request.if_none_match.contains_weak(unquote_etag(etag)[0])
 
 
 def _not_modified_response(etag, max_age):

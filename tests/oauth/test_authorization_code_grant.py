@@ -150,7 +150,7 @@ def test_public_client_sending_a_secret_is_refused(flow, signed_in, make_client)
 
 
 @pytest.mark.parametrize("alg", ["ES256", "EdDSA"])
-def test_id_token_is_signed_with_the_clients_registered_alg(client, flow, signed_in, make_client, keyring, alg):
+def test_id_token_is_signed_with_the_clients_registered_alg(client, flow, signed_in, make_client, keyring, alg):  # noqa: F811 - the fixture
     keyring.rotate(alg)
     record, secret = make_client(id_token_alg=alg)
     code, verifier, _ = flow.code(record)
@@ -197,8 +197,14 @@ def test_state_is_echoed_byte_exact_on_success_and_error(flow, signed_in, web_ap
     assert query["state"] == state
 
     denied = flow.authorize(
-        {"response_type": "code", "client_id": record.client_id, "redirect_uri": REDIRECT,
-         "scope": "openid", "state": state, "prompt": "consent"},
+        {
+            "response_type": "code",
+            "client_id": record.client_id,
+            "redirect_uri": REDIRECT,
+            "scope": "openid",
+            "state": state,
+            "prompt": "consent",
+        },
         decision="deny",
     )
     assert assert_error_redirect(denied, "access_denied", state=state)["state"] == state
@@ -312,7 +318,9 @@ def test_missing_redirect_uri_with_one_registered_uses_it(flow, signed_in, make_
     assert exchanged.status_code == 200, exchanged.get_json()
 
 
-@pytest.mark.parametrize("response_type", ["token", "id_token", "code id_token", "code token", "id_token token", "none"])
+@pytest.mark.parametrize(
+    "response_type", ["token", "id_token", "code id_token", "code token", "id_token token", "none"]
+)
 def test_other_response_types_are_unsupported(client, flow, signed_in, web_app, response_type):
     record, _ = web_app
     response = client.get(authorize_path(record, response_type=response_type))
@@ -342,6 +350,39 @@ def test_errors_after_validation_redirect_with_iss_and_state(client, flow, signe
     record, _ = make_client("spa", public=True)
     response = client.get(authorize_path(record, state="keep-me"))
     assert_error_redirect(response, "invalid_request", state="keep-me")
+
+
+@pytest.mark.parametrize("param", ["scope", "state", "nonce", "login_hint", "code_challenge"])
+def test_oversized_parameters_are_a_fast_html_400(client, flow, signed_in, web_app, param):
+    record, _ = web_app
+    response = client.get(authorize_path(record, **{param: "openid " * 15_000}))
+    assert_html_error_page(response)
+
+
+@pytest.mark.parametrize("param", ["nonce", "code_challenge", "prompt", "max_age", "response_mode"])
+def test_any_repeated_parameter_is_refused(client, flow, signed_in, web_app, param):
+    record, _ = web_app
+    _, challenge = pkce_pair()
+    path = authorize_path(
+        record,
+        code_challenge=challenge,
+        code_challenge_method="S256",
+        nonce="n1",
+        prompt="consent",
+        max_age="600",
+        response_mode="query",
+    )
+    response = client.get(path + "&" + urlencode({param: "other"}))
+    assert response.status_code == 400 or "error=invalid_request" in response.headers.get("Location", "")
+    assert "code=" not in response.headers.get("Location", "")
+
+
+def test_repeated_scope_values_are_granted_once(client, flow, signed_in, web_app):
+    record, secret = web_app
+    page = client.get(authorize_path(record, scope="openid email openid email openid"))
+    assert page.get_data(as_text=True).count("See your email address") == 1
+    code, verifier, _ = flow.code(record, scope="openid email openid email openid")
+    assert flow.exchange(record, secret, code, verifier).get_json()["scope"] == "openid email"
 
 
 # -- PKCE -----------------------------------------------------------------
@@ -540,6 +581,49 @@ def test_code_reuse_fails_and_revokes_what_the_first_exchange_issued(client, flo
     assert refreshed.get_json()["error"] == "invalid_grant"
 
 
+def test_a_replay_racing_the_first_exchange_still_revokes_what_it_issued(
+    client, flow, signed_in, web_app, services, monkeypatch
+):
+    """The replay lands after the code is consumed but before the winner's tokens are
+    stored (two instances, same millisecond): what the winner minted must still die."""
+    record, secret = web_app
+    code, verifier, _ = flow.code(record)
+    replays, minted, stored = [], [], []
+    real_mint = services.tokens.mint_access_token
+    real_create = services.store.create_refresh_token
+
+    def mint_while_replayed(**kwargs):
+        if not replays:
+            replays.append(flow.exchange(record, secret, code, verifier))
+        result = real_mint(**kwargs)
+        minted.append(result[1])
+        return result
+
+    def create_refresh_token(token):
+        stored.append(token)
+        return real_create(token)
+
+    monkeypatch.setattr(services.tokens, "mint_access_token", mint_while_replayed)
+    monkeypatch.setattr(services.store, "create_refresh_token", create_refresh_token)
+
+    first = flow.exchange(record, secret, code, verifier)
+
+    assert replays and replays[0].status_code == 400
+    assert replays[0].get_json()["error"] == "invalid_grant"
+    # One success, as for any race; but what it carries is dead.
+    assert first.status_code == 200
+    tokens = first.get_json()
+    assert oidc.unverified(tokens["access_token"])["jti"] == minted[0]["jti"]
+    assert minted[0]["jti"] in {e["jti"] for e in revocation_list(client)["jti"]}
+    assert stored and services.store.get_refresh_token(stored[0].token_hash).revoked_at is not None
+    refreshed = client.post(
+        "/token",
+        data={"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]},
+        headers=basic_auth(record.client_id, secret),
+    )
+    assert refreshed.status_code == 400
+
+
 def test_code_reuse_after_a_refresh_also_revokes_the_newer_tokens(client, flow, signed_in, web_app):
     record, secret = web_app
     code, verifier, _ = flow.code(record)
@@ -602,7 +686,9 @@ def test_without_a_session_authorize_sends_the_browser_to_login(client, alice, w
 def _auth_time(client, flow, record, secret, **extra):
     code, verifier, _ = flow.code(record, extra=extra)
     body = flow.exchange(record, secret, code, verifier).get_json()
-    return jwks_decode(client, body["id_token"], audience=record.client_id, verify_iat=False, verify_exp=False)["auth_time"]
+    return jwks_decode(client, body["id_token"], audience=record.client_id, verify_iat=False, verify_exp=False)[
+        "auth_time"
+    ]
 
 
 def _relogin_through(client, flow, response):
@@ -678,6 +764,78 @@ def test_no_307_or_308_after_credential_posts(client, flow, alice, web_app):
     assert consent.status_code in (302, 303)
 
 
+@pytest.mark.parametrize("signed_in_first", [False, True], ids=["anonymous", "signed-in"])
+def test_the_authorization_request_may_be_posted(client, flow, alice, web_app, signed_in_first):
+    """OIDC Core §3.1.2.1: the authorization endpoint MUST support POST."""
+    record, secret = web_app
+    if signed_in_first:
+        flow.login()
+    verifier, challenge = pkce_pair()
+    params = dict(query_of(authorize_path(record, code_challenge=challenge, code_challenge_method="S256")))
+
+    response = client.post("/authorize", data=params)
+    if response.status_code in (302, 303) and urlsplit(response.headers["Location"]).path == "/authorize":
+        assert response.status_code == 303
+        response = client.get(response.headers["Location"])
+    if not signed_in_first:
+        assert response.status_code in (302, 303)
+        return_to = query_of(response.headers["Location"])["return_to"]
+        assert flow.login(return_to=return_to).headers["Location"] == return_to
+        response = client.get(return_to)
+    assert response.status_code == 200 and b'name="decision"' in response.data
+    final = flow.authorize(dict(query_of(response.request.full_path)))
+
+    assert final.status_code == 302
+    code = query_of(final.headers["Location"])["code"]
+    assert flow.exchange(record, secret, code, verifier).status_code == 200
+
+
+# -- behind a proxy: Host and X-Forwarded-* change nothing (SECURITY.md B.35) --
+
+
+@pytest.fixture
+def behind_proxy(settings, clock, keyring, store):  # noqa: F811 - the fixture
+    """An https issuer reached over plain http, as behind a TLS-terminating proxy."""
+    from authsvc.app import create_app
+    from authsvc.services import build
+
+    services = build(settings.with_overrides(issuer="https://login.example"), clock=clock, keyring=keyring)
+    yield create_app(services=services)
+    services.close()
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Host": "login.example"},
+        {"Host": "evil.example", "X-Forwarded-Host": "evil.example", "X-Forwarded-Proto": "http"},
+        {"Host": "login.example", "Forwarded": "host=evil.example;proto=http"},
+    ],
+    ids=["proxied", "spoofed-x-forwarded", "spoofed-forwarded"],
+)
+def test_the_flow_works_behind_a_proxy_and_ignores_forwarded_headers(behind_proxy, alice, web_app, headers):
+    from tests.conftest import Flow
+
+    record, secret = web_app
+    inner = behind_proxy.wsgi_app
+    overrides = {"HTTP_" + k.upper().replace("-", "_"): v for k, v in headers.items()}
+    overrides["wsgi.url_scheme"] = "http"
+    behind_proxy.wsgi_app = lambda environ, start_response: inner({**environ, **overrides}, start_response)
+    client = behind_proxy.test_client()
+    http = Flow(client)
+    assert http.login().status_code == 303
+
+    code, verifier, query = http.code(record)
+
+    assert query["iss"] == "https://login.example"
+    response = http.exchange(record, secret, code, verifier)
+    assert response.status_code == 200, response.get_json()
+    claims = oidc.unverified(response.get_json()["id_token"])
+    assert claims["iss"] == "https://login.example"
+    login_redirect = client.get(authorize_path(record, prompt="login"))
+    assert "evil" not in login_redirect.headers["Location"]
+
+
 # -- consent ---------------------------------------------------------------
 
 
@@ -730,6 +888,9 @@ def test_consent_post_without_a_valid_csrf_token_grants_nothing(client, flow, si
         response = client.post(path, data=data)
         assert response.status_code in (400, 403)
         assert "Location" not in response.headers
+    # The whole request in the body, decision included, only leads to the consent page.
+    posted = client.post("/authorize", data={**query_of(path), "decision": "allow"}, follow_redirects=True)
+    assert posted.status_code == 200 and b'name="decision"' in posted.data
     # Nothing was remembered either.
     assert client.get(path).status_code == 200
 
@@ -739,3 +900,94 @@ def test_consent_is_not_given_for_another_client(client, flow, signed_in, web_ap
     other, _ = make_client("other")
     flow.code(record)
     assert client.get(authorize_path(other)).status_code == 200
+
+
+def test_code_of_a_user_disabled_before_the_exchange_is_invalid_grant(flow, signed_in, web_app, services):
+    from dataclasses import replace
+
+    record, secret = web_app
+    code, verifier, _ = flow.code(record)
+    services.store.update_user(signed_in.sub, lambda user: replace(user, disabled=True))
+
+    response = flow.exchange(record, secret, code, verifier)
+
+    assert response.status_code == 400
+    assert response.get_json()["error"] == "invalid_grant"
+
+
+def test_the_session_of_a_disabled_user_is_over(client, flow, signed_in, web_app, services):
+    from dataclasses import replace
+
+    record, _ = web_app
+    services.store.update_user(signed_in.sub, lambda user: replace(user, disabled=True))
+    assert_error_redirect(client.get(authorize_path(record, prompt="none")), "login_required")
+
+
+def test_prompt_none_with_an_exceeded_max_age_is_login_required(client, flow, signed_in, make_client, clock):
+    record, _ = make_client(first_party=True)
+    clock.advance(120)
+    response = client.get(authorize_path(record, prompt="none", max_age="60"))
+    assert_error_redirect(response, "login_required")
+
+
+# -- across instances --------------------------------------------------------
+
+
+def test_parallel_redemptions_across_two_instances_give_one_success_then_revoke_it(pg_pair):
+    import concurrent.futures
+
+    import requests
+
+    a, b = pg_pair.instances
+    user = pg_pair.user("gina")
+    registered = pg_pair.client("--redirect-uri", REDIRECT, "--first-party")
+    client_id, secret = registered["client_id"], registered["client_secret"]
+    verifier, challenge = pkce_pair()
+    with requests.Session() as browser:
+        final = oidc.http_authorize(
+            browser,
+            a.url,
+            {
+                "response_type": "code",
+                "client_id": client_id,
+                "redirect_uri": REDIRECT,
+                "scope": "openid offline_access",
+                "code_challenge": challenge,
+                "code_challenge_method": "S256",
+            },
+            username=user["username"],
+            password=user["password"],
+        )
+    code = oidc.location_query(final)["code"]
+
+    def redeem(i):
+        return requests.post(
+            (a, b)[i % 2].url + "/token",
+            data={
+                "grant_type": "authorization_code",
+                "code": code,
+                "redirect_uri": REDIRECT,
+                "code_verifier": verifier,
+            },
+            auth=(client_id, secret),
+            timeout=30,
+        )
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=20) as pool:
+        responses = list(pool.map(redeem, range(20)))
+
+    winners = [r for r in responses if r.status_code == 200]
+    assert len(winners) == 1, [r.status_code for r in responses]
+    assert {r.json()["error"] for r in responses if r.status_code != 200} == {"invalid_grant"}
+    # Nineteen replays were seen: what the one success issued is revoked too (RFC 9700 §4.5).
+    tokens = winners[0].json()
+    jti = oidc.unverified(tokens["access_token"])["jti"]
+    listed = {e["jti"] for e in requests.get(b.url + "/revocations", timeout=10).json()["jti"]}
+    assert jti in listed
+    refreshed = requests.post(
+        a.url + "/token",
+        data={"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]},
+        auth=(client_id, secret),
+        timeout=30,
+    )
+    assert refreshed.status_code == 400

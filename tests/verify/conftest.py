@@ -32,6 +32,11 @@ KIDS = {"RS256": "rs-1", "ES256": "es-1", "EdDSA": "ed-1"}
 DROP = object()
 
 
+def jws_header(alg: str = "RS256", **extra) -> dict:
+    """An access-token header for the fake issuer's key of ``alg``, plus ``extra``."""
+    return {"alg": alg, "kid": KIDS.get(alg, KIDS["RS256"]), "typ": "at+jwt", **extra}
+
+
 def b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 

@@ -14,6 +14,10 @@ from authsvc.verify import require_token
 
 @pytest.fixture
 def app(verifier):
+    return make_app(verifier)
+
+
+def make_app(verifier) -> flask.Flask:
     app = flask.Flask(__name__)
 
     @app.get("/hello")
@@ -52,6 +56,7 @@ def test_no_token_gets_a_bare_challenge(client, headers):
     assert response.status_code == 401
     assert response.headers["WWW-Authenticate"] == "Bearer"
     assert set(response.json) == {"error", "error_description"}
+    assert response.json["error"] == "invalid_request"
 
 
 def test_token_in_query_or_body_is_not_accepted(issuer, client):
@@ -100,8 +105,9 @@ def test_missing_scope_gets_403(issuer, client):
     assert client.get("/admin", headers=bearer(issuer.mint(scope="read admin"))).status_code == 200
 
 
-def test_unavailable_verifier_is_a_503(issuer, client):
+def test_unavailable_verifier_is_a_503(issuer, make_verifier):
     issuer.failing.update({"discovery", "jwks", "revocations"})
+    client = make_app(make_verifier()).test_client()
     response = client.get("/hello", headers=bearer(issuer.mint()))
     assert response.status_code == 503
     assert "Retry-After" in response.headers

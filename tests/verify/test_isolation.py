@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
 
 SERVER_SIDE = {"flask", "sqlalchemy", "authlib", "redis", "requests", "werkzeug", "gunicorn"}
 
 
 def run(code: str) -> None:
-    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60, cwd=ROOT)
 
 
 def test_importing_the_verifier_loads_no_server_dependency():

@@ -1,0 +1,202 @@
+"""``python -m authsvc keys add | rotate | list | prune``: the key ring's lifecycle from the command line."""
+
+import json
+import time
+from pathlib import Path
+
+import jwt
+import pytest
+
+from authsvc.keyring import JWKS_MAX_AGE
+from tests.conftest import basic_auth
+
+
+def manifest_path(settings) -> Path:
+    return Path(settings.keys_dir) / "manifest.json"
+
+
+def edit_manifest(settings, change) -> None:
+    """Rewrite manifest.json by hand, as an operator (or a bad editor) would."""
+    path = manifest_path(settings)
+    doc = json.loads(path.read_text())
+    change(doc["keys"])
+    path.write_text(json.dumps(doc))
+
+
+def by_status(keys) -> dict:
+    found = {}
+    for key in keys:
+        found.setdefault(key["status"], []).append(key)
+    return found
+
+
+def test_list_shows_the_ring(ok, keyring):
+    keys, err = ok("keys", "list")
+    assert err == ""
+    assert [(k["kid"], k["alg"], k["status"]) for k in keys] == [(k.kid, k.alg, k.status.value) for k in keyring.keys()]
+    active = by_status(keys)["active"]
+    assert [k["alg"] for k in active] == ["RS256"]
+    assert {"kid", "alg", "status", "created_at"} <= set(active[0])
+    # ISO-8601 UTC, and nothing private in the listing.
+    assert active[0]["created_at"].endswith("Z")
+    assert "PRIVATE" not in json.dumps(keys)
+
+
+def test_add_rotate_prune_lifecycle(ok, cli, keyring, settings):
+    old = keyring.active("RS256").kid
+
+    added, _ = ok("keys", "add")
+    assert added["status"] == "next" and added["alg"] == "RS256" and added["kid"] != old
+    keys, _ = ok("keys", "list")
+    assert {(k["kid"], k["status"]) for k in keys} >= {(old, "active"), (added["kid"], "next")}
+    key_file = Path(settings.keys_dir) / f"{added['kid']}.pem"
+    assert key_file.stat().st_mode & 0o777 == 0o600
+
+    rotated, err = ok("keys", "rotate")
+    assert rotated["rotated"] is True
+    assert rotated["active"]["kid"] == added["kid"]
+    assert rotated["retired"]["kid"] == old
+    keys, _ = ok("keys", "list")
+    statuses = {k["kid"]: k["status"] for k in keys}
+    assert statuses[added["kid"]] == "active" and statuses[old] == "retired"
+
+    # A freshly retired key still verifies live tokens: prune keeps it.
+    pruned, _ = ok("keys", "prune")
+    assert pruned == []
+    assert (Path(settings.keys_dir) / f"{old}.pem").exists()
+
+    # Once its window has passed (retired long ago), prune drops it and its file.
+    long_ago = int(time.time()) - settings.longest_token_ttl - 10
+
+    def retire_long_ago(entries):
+        for entry in entries:
+            if entry["kid"] == old:
+                entry["retired_at"] = long_ago
+
+    edit_manifest(settings, retire_long_ago)
+    pruned, _ = ok("keys", "prune")
+    assert [k["kid"] for k in pruned] == [old]
+    assert not (Path(settings.keys_dir) / f"{old}.pem").exists()
+    keys, _ = ok("keys", "list")
+    assert old not in {k["kid"] for k in keys}
+    assert by_status(keys)["active"][0]["kid"] == added["kid"]
+
+
+def test_rotate_warns_when_the_next_key_was_published_too_briefly(ok, keyring, settings):
+    ok("keys", "add")
+    _, err = ok("keys", "rotate")
+    assert len(err.splitlines()) == 1
+    assert "max-age" in err and str(JWKS_MAX_AGE) in err
+
+    # A next key published longer than the JWKS max-age rotates in silence.
+    added, _ = ok("keys", "add")
+
+    def published_earlier(entries):
+        for entry in entries:
+            if entry["kid"] == added["kid"]:
+                entry["created_at"] -= JWKS_MAX_AGE + 5
+
+    edit_manifest(settings, published_earlier)
+    rotated, err = ok("keys", "rotate")
+    assert rotated["active"]["kid"] == added["kid"]
+    assert err == ""
+
+
+def test_rotate_without_a_next_key_makes_one_and_warns(ok, keyring):
+    old = keyring.active("RS256").kid
+    rotated, err = ok("keys", "rotate")
+    assert rotated["active"]["kid"] != old and rotated["retired"]["kid"] == old
+    assert "max-age" in err
+
+
+def test_rotate_if_older_than(ok, keyring):
+    old = keyring.active("RS256").kid
+    result, _ = ok("keys", "rotate", "--if-older-than", "30d")
+    assert result["rotated"] is False
+    keys, _ = ok("keys", "list")
+    assert by_status(keys)["active"][0]["kid"] == old
+    assert "next" not in by_status(keys)
+
+    result, _ = ok("keys", "rotate", "--if-older-than", "0s")
+    assert result["rotated"] is True and result["retired"]["kid"] == old
+
+
+@pytest.mark.parametrize("duration", ["nonsense", "30x", "-1d", "", "1.5h", "99999999999d"])
+def test_rotate_refuses_a_bad_duration(fails, keyring, duration):
+    line = fails("keys", "rotate", "--if-older-than", duration, "--json")
+    assert "--if-older-than" in line
+    assert keyring.active("RS256") is not None
+
+
+def test_other_algorithms(ok, keyring, settings):
+    added, _ = ok("keys", "add", "--alg", "ES256")
+    assert added["alg"] == "ES256" and added["status"] == "next"
+    rotated, _ = ok("keys", "rotate", "--alg", "ES256")
+    assert rotated["active"]["kid"] == added["kid"] and rotated["retired"] is None
+    rotated, _ = ok("keys", "rotate", "--alg", "EdDSA")
+    assert rotated["active"]["alg"] == "EdDSA"
+    keys, _ = ok("keys", "list")
+    assert sorted(k["alg"] for k in by_status(keys)["active"]) == ["ES256", "EdDSA", "RS256"]
+
+
+def test_bad_arguments_fail_cleanly(fails, keyring):
+    assert "HS256" in fails("keys", "add", "--alg", "HS256", "--json")
+    fails("keys", "add", "--bits", "512", "--json")
+    fails("keys", "frobnicate")
+
+
+def test_corrupt_manifest(fails, ok, keyring, settings):
+    manifest_path(settings).write_text('{"version": 1, "keys": [{"kid": "x"')
+    for command in (
+        ("keys", "list", "--json"),
+        ("keys", "add", "--json"),
+        ("keys", "rotate", "--json"),
+        ("keys", "prune", "--json"),
+    ):
+        line = fails(*command)
+        assert "manifest.json" in line, line
+
+
+def test_manifest_naming_a_missing_key_file(fails, keyring, settings):
+    (Path(settings.keys_dir) / f"{keyring.active('RS256').kid}.pem").unlink()
+    assert "missing" in fails("keys", "list", "--json")
+
+
+def test_missing_ring(fails, settings, monkeypatch, tmp_path):
+    monkeypatch.setenv("AUTHSVC_KEYS_DIR", str(tmp_path / "nowhere"))
+    line = fails("keys", "list", "--json")
+    assert "nowhere" in line
+    fails("keys", "add", "--json")
+    assert not (tmp_path / "nowhere").exists()
+
+
+def test_rotation_is_seen_by_the_running_app_without_restart(ok, keyring, client, make_client):
+    """The app's ring reloads on a manifest change: JWKS shows the next key, then tokens carry it."""
+    rp, secret = make_client("svc", grant_types=("client_credentials",), redirect_uris=(), scope="api:read")
+
+    def token_kid():
+        response = client.post(
+            "/token", data={"grant_type": "client_credentials"}, headers=basic_auth(rp.client_id, secret)
+        )
+        assert response.status_code == 200, response.json
+        return jwt.get_unverified_header(response.json["access_token"])["kid"], response.json["access_token"]
+
+    def wait_for(check, deadline=5.0):
+        end = time.monotonic() + deadline
+        while time.monotonic() < end:
+            value = check()
+            if value:
+                return value
+            time.sleep(0.05)
+        raise AssertionError("the app did not pick up the ring change")
+
+    old_kid, old_token = token_kid()
+    added, _ = ok("keys", "add")
+    wait_for(lambda: added["kid"] in {k["kid"] for k in client.get("/jwks.json").json["keys"]})
+    assert token_kid()[0] == old_kid  # published, not signing
+
+    ok("keys", "rotate")
+    wait_for(lambda: token_kid()[0] == added["kid"])
+    jwks = {k["kid"]: k for k in client.get("/jwks.json").json["keys"]}
+    assert old_kid in jwks  # the retired key stays published
+    jwt.decode(old_token, jwt.PyJWK(jwks[old_kid]).key, algorithms=["RS256"], options={"verify_aud": False})

@@ -1,0 +1,332 @@
+"""The refresh token grant: rotation on every use, the grace window, and reuse
+detection that revokes the whole family (SECURITY.md B.25, B.36).
+
+Most tests run in-process with the fake clock; one runs 20 parallel
+refreshes against two real gunicorn instances sharing PostgreSQL.
+"""
+
+import concurrent.futures
+from dataclasses import replace
+
+import pytest
+import requests
+import sqlalchemy as sa
+
+from tests import oidc
+from tests.conftest import basic_auth
+from tests.conftest import pkce_pair
+from tests.oidc import fast_hashing  # noqa: F401
+from tests.oidc import keyring  # noqa: F401
+from tests.oidc import keyring_template  # noqa: F401
+from tests.oidc import unverified
+
+pytestmark = pytest.mark.usefixtures("fast_hashing")
+
+ISSUER = "http://127.0.0.1:8000"
+FULL_SCOPE = "openid profile email offline_access"
+
+
+@pytest.fixture
+def alice(make_user):
+    return make_user()
+
+
+@pytest.fixture
+def app_client(make_client):
+    return make_client(first_party=True)
+
+
+@pytest.fixture
+def tokens(flow, alice, app_client):
+    """The first token response of a signed-in user for ``app_client``."""
+    record, secret = app_client
+    assert flow.login().status_code == 303
+    code, verifier, _ = flow.code(record, scope=FULL_SCOPE)
+    response = flow.exchange(record, secret, code, verifier)
+    assert response.status_code == 200
+    return response.get_json()
+
+
+def refresh(client, app_client, refresh_token, **extra):
+    record, secret = app_client
+    data = {"grant_type": "refresh_token", "refresh_token": refresh_token, **extra}
+    headers = basic_auth(record.client_id, secret) if secret else {}
+    if not secret:
+        data["client_id"] = record.client_id
+    return client.post("/token", data=data, headers=headers)
+
+
+def listed_jtis(client) -> set:
+    return {entry["jti"] for entry in client.get("/revocations").get_json()["jti"]}
+
+
+def assert_invalid_grant(response):
+    assert response.status_code == 400, response.get_json()
+    body = response.get_json()
+    assert body["error"] == "invalid_grant"
+    assert "access_token" not in body
+
+
+def test_every_refresh_rotates_the_refresh_token(client, app_client, tokens):
+    seen = {tokens["refresh_token"]}
+    current = tokens["refresh_token"]
+    for _ in range(3):
+        response = refresh(client, app_client, current)
+        assert response.status_code == 200, response.get_json()
+        assert response.headers["Cache-Control"] == "no-store"
+        body = response.get_json()
+        assert body["refresh_token"] not in seen
+        assert body["access_token"] != tokens["access_token"]
+        seen.add(body["refresh_token"])
+        current = body["refresh_token"]
+
+
+def test_refresh_keeps_subject_session_and_scope(client, app_client, tokens):
+    body = refresh(client, app_client, tokens["refresh_token"]).get_json()
+    old, new = unverified(tokens["access_token"]), unverified(body["access_token"])
+    assert new["sub"] == old["sub"] and new["sid"] == old["sid"]
+    assert body["scope"] == FULL_SCOPE == new["scope"]
+
+
+def test_refresh_returns_an_id_token_when_the_scope_has_openid(client, app_client, tokens, alice):
+    body = refresh(client, app_client, tokens["refresh_token"]).get_json()
+
+    claims = oidc.jwks_decode(client, body["id_token"], audience=app_client[0].client_id, issuer=ISSUER)
+    first = unverified(tokens["id_token"])
+    assert claims["sub"] == alice.sub
+    assert claims["auth_time"] == first["auth_time"]
+    assert claims["sid"] == first["sid"]
+    assert claims["at_hash"] == oidc.half_hash(body["access_token"], "RS256")
+
+
+def test_no_id_token_on_refresh_without_openid(client, flow, alice, app_client):
+    record, secret = app_client
+    flow.login()
+    code, verifier, _ = flow.code(record, scope="profile offline_access")
+    first = flow.exchange(record, secret, code, verifier).get_json()
+
+    body = refresh(client, app_client, first["refresh_token"]).get_json()
+
+    assert "id_token" not in body and body["access_token"]
+
+
+def test_the_just_spent_token_within_the_grace_window_returns_the_same_successor(client, app_client, tokens, clock):
+    successor = refresh(client, app_client, tokens["refresh_token"]).get_json()
+    clock.advance(9)
+
+    again = refresh(client, app_client, tokens["refresh_token"])
+
+    assert again.status_code == 200
+    assert again.get_json() == successor
+    # The successor is still the one live token of the family.
+    assert refresh(client, app_client, successor["refresh_token"]).status_code == 200
+
+
+def test_reuse_after_the_grace_window_revokes_the_whole_family(client, app_client, tokens, clock):
+    second = refresh(client, app_client, tokens["refresh_token"]).get_json()
+    third = refresh(client, app_client, second["refresh_token"]).get_json()
+    family_jtis = {unverified(t["access_token"])["jti"] for t in (tokens, second, third)}
+    assert not family_jtis & listed_jtis(client)
+    clock.advance(11)
+
+    assert_invalid_grant(refresh(client, app_client, tokens["refresh_token"]))
+
+    # The newest refresh token dies with the family, and every access token is listed.
+    assert_invalid_grant(refresh(client, app_client, third["refresh_token"]))
+    assert family_jtis <= listed_jtis(client)
+    for body in (tokens, second, third):
+        userinfo = client.get("/userinfo", headers={"Authorization": "Bearer " + body["access_token"]})
+        assert userinfo.status_code == 401
+
+
+def test_reuse_detection_holds_for_an_older_ancestor_too(client, app_client, tokens, clock):
+    second = refresh(client, app_client, tokens["refresh_token"]).get_json()
+    clock.advance(30)
+    third = refresh(client, app_client, second["refresh_token"]).get_json()
+
+    assert_invalid_grant(refresh(client, app_client, tokens["refresh_token"]))
+    assert_invalid_grant(refresh(client, app_client, third["refresh_token"]))
+
+
+def test_grace_replay_of_a_revoked_family_is_refused(client, app_client, tokens, clock):
+    second = refresh(client, app_client, tokens["refresh_token"]).get_json()
+    client.post(
+        "/revoke", data={"token": second["refresh_token"]}, headers=basic_auth(app_client[0].client_id, app_client[1])
+    )
+
+    assert_invalid_grant(refresh(client, app_client, tokens["refresh_token"]))
+
+
+def test_the_rotation_works_for_public_clients(client, flow, alice, make_client):
+    record, _ = make_client("spa", public=True, first_party=True)
+    flow.login()
+    code, verifier, _ = flow.code(record)
+    first = flow.exchange(record, None, code, verifier).get_json()
+    second = refresh(client, (record, None), first["refresh_token"])
+    assert second.status_code == 200
+    assert second.get_json()["refresh_token"] != first["refresh_token"]
+
+
+def test_wider_scope_is_invalid_scope(client, flow, alice, app_client):
+    record, secret = app_client
+    flow.login()
+    code, verifier, _ = flow.code(record, scope="openid offline_access")
+    first = flow.exchange(record, secret, code, verifier).get_json()
+
+    for wider in ("openid offline_access email", "openid offline_access admin"):
+        response = refresh(client, app_client, first["refresh_token"], scope=wider)
+        assert response.status_code == 400
+        assert response.get_json()["error"] == "invalid_scope"
+    # A refused request spends nothing.
+    assert refresh(client, app_client, first["refresh_token"]).status_code == 200
+
+
+def test_narrower_scope_narrows_the_access_token_not_the_grant(client, app_client, tokens):
+    narrow = refresh(client, app_client, tokens["refresh_token"], scope="openid")
+    assert narrow.status_code == 200
+    body = narrow.get_json()
+    assert body["scope"] == "openid"
+    assert unverified(body["access_token"])["scope"] == "openid"
+
+    full = refresh(client, app_client, body["refresh_token"]).get_json()
+    assert full["scope"] == FULL_SCOPE
+
+
+def test_huge_scope_is_a_fast_400(client, app_client, tokens):
+    response = refresh(client, app_client, tokens["refresh_token"], scope="openid " * 20000)
+    assert response.status_code in (400, 413)
+
+
+def test_refresh_token_of_another_client_is_invalid_grant_and_spends_nothing(client, app_client, tokens, make_client):
+    other = make_client("other", first_party=True)
+    assert_invalid_grant(refresh(client, other, tokens["refresh_token"]))
+    assert refresh(client, app_client, tokens["refresh_token"]).status_code == 200
+
+
+def test_refresh_token_of_a_disabled_user_is_invalid_grant(client, cli, app_client, tokens, alice):
+    code, _, err = cli("users", "disable", alice.username, "--json")
+    assert code == 0, err
+    assert_invalid_grant(refresh(client, app_client, tokens["refresh_token"]))
+
+
+def test_disabled_user_is_refused_even_before_any_revocation(client, services, app_client, tokens, alice):
+    # Only the flag, without the revocations the CLI also makes: the grant checks the user itself.
+    services.store.update_user(alice.sub, lambda user: replace(user, disabled=True))
+    assert_invalid_grant(refresh(client, app_client, tokens["refresh_token"]))
+
+
+def test_refresh_token_of_a_deleted_client_gets_no_tokens(client, cli, app_client, tokens):
+    code, _, err = cli("clients", "delete", app_client[0].client_id, "--json")
+    assert code == 0, err
+
+    response = refresh(client, app_client, tokens["refresh_token"])
+
+    # The client cannot even authenticate any more (RFC 6749 §5.2 invalid_client);
+    # either way, nothing is issued.
+    assert response.status_code in (400, 401)
+    assert response.get_json()["error"] in ("invalid_grant", "invalid_client")
+    assert "access_token" not in response.get_json()
+
+
+def test_expired_refresh_token_is_invalid_grant(client, app_client, tokens, clock, settings):
+    clock.advance(settings.refresh_token_ttl + 1)
+    assert_invalid_grant(refresh(client, app_client, tokens["refresh_token"]))
+
+
+@pytest.mark.parametrize("token", ["", "x", "not-a-token" * 100, "\u00e9" * 10])
+def test_garbage_refresh_tokens_are_invalid(client, app_client, token):
+    response = refresh(client, app_client, token)
+    assert response.status_code == 400
+    assert response.get_json()["error"] in ("invalid_grant", "invalid_request")
+
+
+def test_refresh_token_is_not_an_access_token(client, app_client, tokens):
+    response = client.get("/userinfo", headers={"Authorization": "Bearer " + tokens["refresh_token"]})
+    assert response.status_code == 401
+
+
+# -- across instances --------------------------------------------------------
+
+
+def test_parallel_refreshes_across_two_instances_get_one_successor(pg_pair):
+    a, b = pg_pair.instances
+    url = pg_pair.database_url
+    carol = pg_pair.user("carol")
+    registered = pg_pair.client("--redirect-uri", "https://rp.example/cb", "--first-party")
+    client_id, secret = registered["client_id"], registered["client_secret"]
+    verifier, challenge = pkce_pair()
+    with requests.Session() as browser:
+        final = oidc.http_authorize(
+            browser,
+            a.url,
+            {
+                "response_type": "code",
+                "client_id": client_id,
+                "redirect_uri": "https://rp.example/cb",
+                "scope": FULL_SCOPE,
+                "state": "s",
+                "code_challenge": challenge,
+                "code_challenge_method": "S256",
+            },
+            username=carol["username"],
+            password=carol["password"],
+        )
+    code = oidc.location_query(final)["code"]
+    first = requests.post(
+        b.url + "/token",
+        data={
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": "https://rp.example/cb",
+            "code_verifier": verifier,
+        },
+        auth=(client_id, secret),
+        timeout=30,
+    ).json()
+    spent = first["refresh_token"]
+
+    def one(i):
+        target = (a, b)[i % 2]
+        return requests.post(
+            target.url + "/token",
+            data={"grant_type": "refresh_token", "refresh_token": spent},
+            auth=(client_id, secret),
+            timeout=30,
+        )
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=20) as pool:
+        responses = list(pool.map(one, range(20)))
+
+    statuses = [r.status_code for r in responses]
+    assert statuses == [200] * 20, [(r.status_code, r.text[:200]) for r in responses]
+    successors = {r.json()["refresh_token"] for r in responses}
+    assert len(successors) == 1
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            family = conn.execute(
+                sa.text("SELECT family_id FROM refresh_tokens WHERE token_hash = :h"),
+                {"h": oidc_hash(spent)},
+            ).scalar_one()
+            count = conn.execute(
+                sa.text("SELECT count(*) FROM refresh_tokens WHERE family_id = :f"), {"f": family}
+            ).scalar_one()
+    finally:
+        engine.dispose()
+    # The spent token and exactly one successor.
+    assert count == 2
+    # And the one successor works on either instance.
+    assert one(1).status_code == 200
+    follow = requests.post(
+        a.url + "/token",
+        data={"grant_type": "refresh_token", "refresh_token": successors.pop()},
+        auth=(client_id, secret),
+        timeout=30,
+    )
+    assert follow.status_code == 200
+
+
+def oidc_hash(token: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(token.encode()).hexdigest()

@@ -1,0 +1,536 @@
+"""The login page and the browser session (SECURITY.md B.20, B.31–B.32, D.43–D.48,
+E.54): CSRF, one answer for every failure, size limits, session fixation,
+cookie attributes, security headers, escaping, return_to, and the
+brute-force limit across two real instances (SQL store and Redis).
+"""
+
+import re
+from types import SimpleNamespace
+from urllib.parse import urlencode
+
+import pytest
+import requests
+
+from authsvc.app import create_app
+from authsvc.services import build
+from tests import oidc
+from tests.conftest import Flow
+from tests.conftest import pkce_pair
+from tests.oidc import fast_hashing  # noqa: F401
+from tests.oidc import keyring  # noqa: F401
+from tests.oidc import keyring_template  # noqa: F401
+from tests.oidc import unverified
+from tests.services_available import redis_url_or_skip
+
+pytestmark = pytest.mark.usefixtures("fast_hashing")
+
+PASSWORD = "correct horse battery"
+SESSION = "authsvc_session"
+FAILED = "Sign-in failed"
+XSS = '"><script>alert(1)</script>'
+
+
+@pytest.fixture
+def alice(make_user):
+    return make_user()
+
+
+@pytest.fixture
+def rp(make_client):
+    return make_client(first_party=False, post_logout_redirect_uris=("https://rp.example/bye",))
+
+
+def csrf_of(response) -> str:
+    match = re.search(r'name="csrf_token" value="([^"]+)"', response.get_data(as_text=True))
+    assert match, "no csrf_token on the page"
+    return match.group(1)
+
+
+def post_login(client, username="alice", password=PASSWORD, csrf=None, **extra):
+    data = {"username": username, "password": password, **extra}
+    if csrf is not None:
+        data["csrf_token"] = csrf
+    return client.post("/login", data=data)
+
+
+def session_cookie_set(response) -> bool:
+    return any(c.startswith(SESSION + "=") and "Max-Age=0" not in c for c in response.headers.getlist("Set-Cookie"))
+
+
+def authorize_path(record, **extra) -> str:
+    _, challenge = pkce_pair()
+    params = {
+        "response_type": "code",
+        "client_id": record.client_id,
+        "redirect_uri": record.redirect_uris[0],
+        "scope": "openid profile",
+        "state": "st",
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+    }
+    params.update(extra)
+    return "/authorize?" + urlencode(params)
+
+
+def signed_in_as(client, rp) -> bool:
+    response = client.get(authorize_path(rp[0], prompt="none"))
+    return "login_required" not in response.headers.get("Location", "")
+
+
+# -- the form ---------------------------------------------------------------
+
+
+def test_login_page_is_a_plain_accessible_form(client):
+    response = client.get("/login")
+    page = response.get_data(as_text=True)
+    assert response.status_code == 200
+    assert response.mimetype == "text/html"
+    for field in ('name="username"', 'name="password"', 'name="csrf_token"', 'type="password"'):
+        assert field in page
+    assert '<label for="username"' in page and '<label for="password"' in page
+    assert "<script" not in page
+    # Nothing from outside the service: every src/href is a local path.
+    for url in re.findall(r'(?:src|href|action)="([^"]*)"', page):
+        assert url.startswith("/"), url
+
+
+def test_a_successful_login_sets_a_session_and_goes_somewhere_useful(client, alice):
+    response = post_login(client, csrf=csrf_of(client.get("/login")))
+    assert response.status_code == 303
+    assert session_cookie_set(response)
+    landing = client.get(response.headers["Location"])
+    assert landing.status_code == 200, "a direct login must not land on an error page"
+
+
+# -- CSRF ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("csrf", [None, "", "0" * 64, "garbage"], ids=["missing", "empty", "zeros", "garbage"])
+def test_login_without_a_valid_csrf_token_is_400_and_no_session(client, alice, rp, csrf):
+    client.get("/login")
+    response = post_login(client, csrf=csrf)
+    assert response.status_code == 400
+    assert not session_cookie_set(response)
+    assert not signed_in_as(client, rp)
+
+
+def test_csrf_token_from_another_browser_is_refused(app, client, alice, rp):
+    attacker = app.test_client()
+    token = csrf_of(attacker.get("/login"))
+    client.get("/login")
+    response = post_login(client, csrf=token)
+    assert response.status_code == 400
+    assert not session_cookie_set(response)
+
+
+def test_csrf_token_without_any_cookie_is_refused(app, alice):
+    token = csrf_of(app.test_client().get("/login"))
+    fresh = app.test_client()
+    assert post_login(fresh, csrf=token).status_code == 400
+
+
+def test_csrf_token_from_before_logout_is_refused(client, alice, rp):
+    old = csrf_of(client.get("/login"))
+    assert post_login(client, csrf=old).status_code == 303
+    client.post("/logout", data={"csrf_token": csrf_of(client.get("/logout"))})
+
+    response = post_login(client, csrf=old)
+
+    assert response.status_code == 400
+    assert not signed_in_as(client, rp)
+
+
+def test_a_used_csrf_token_cannot_be_replayed_after_login(client, alice):
+    token = csrf_of(client.get("/login"))
+    assert post_login(client, csrf=token).status_code == 303
+    assert post_login(client, csrf=token).status_code == 400
+
+
+# -- one answer for every failure --------------------------------------------
+
+
+def _normalised(response, username):
+    body = response.get_data(as_text=True)
+    body = re.sub(r'name="csrf_token" value="[^"]*"', 'name="csrf_token" value=""', body)
+    body = body.replace(f'value="{username}"', 'value=""')
+    headers = sorted((k, v) for k, v in response.headers.items() if k.lower() not in ("content-length",))
+    return response.status_code, headers, body
+
+
+def test_every_failure_looks_the_same(client, services, make_user, settings):
+    from dataclasses import replace
+
+    make_user()
+    disabled = make_user("disab", PASSWORD, None)
+    services.store.update_user(disabled.sub, lambda u: replace(u, disabled=True))
+    make_user("locke", PASSWORD, None)
+    token = csrf_of(client.get("/login"))
+    for _ in range(settings.login_attempts_per_user):
+        assert post_login(client, "locke", "wrong", csrf=token).status_code == 401
+
+    cases = {
+        "unknown user": ("nobod", PASSWORD),
+        "wrong password": ("alice", "wrong password"),
+        "disabled user": ("disab", PASSWORD),
+        "locked user": ("locke", PASSWORD),
+        "empty password": ("alice", ""),
+    }
+    answers = {}
+    for name, (username, password) in cases.items():
+        response = post_login(client, username, password, csrf=token)
+        assert FAILED in response.get_data(as_text=True), name
+        assert not session_cookie_set(response), name
+        answers[name] = _normalised(response, username)
+
+    reference = answers.pop("wrong password")
+    for name, answer in answers.items():
+        assert answer == reference, name
+
+
+@pytest.mark.parametrize("size", [2_000, 60_000])
+def test_over_long_passwords_fail_like_any_other(client, alice, size):
+    token = csrf_of(client.get("/login"))
+    response = post_login(client, "alice", "p" * size, csrf=token)
+    assert response.status_code == 401
+    assert FAILED in response.get_data(as_text=True)
+
+
+def test_a_1mb_password_is_a_fast_4xx(client, alice):
+    token = csrf_of(client.get("/login"))
+    response = post_login(client, "alice", "p" * 1_000_000, csrf=token)
+    assert response.status_code in (400, 413)
+    assert not session_cookie_set(response)
+
+
+def test_a_1mb_username_is_a_4xx(client, alice):
+    token = csrf_of(client.get("/login"))
+    assert post_login(client, "a" * 1_000_000, PASSWORD, csrf=token).status_code in (400, 413)
+
+
+@pytest.mark.parametrize("username", ["alice\x00", "\x00", "%ff"])
+def test_odd_usernames_are_4xx_never_500(client, alice, username):
+    token = csrf_of(client.get("/login"))
+    response = post_login(client, username, PASSWORD, csrf=token)
+    assert 400 <= response.status_code < 500
+
+
+def test_brute_force_limit_is_temporary_and_per_username(client, app, make_user, settings, clock, rp):
+    make_user()
+    make_user("bob", PASSWORD, None)
+    token = csrf_of(client.get("/login"))
+    for _ in range(settings.login_attempts_per_user):
+        post_login(client, "alice", "guess", csrf=token)
+
+    locked = post_login(client, "alice", PASSWORD, csrf=token)
+    assert locked.status_code == 401 and FAILED in locked.get_data(as_text=True)
+    # Another account from the same address is not locked out.
+    other = app.test_client()
+    assert post_login(other, "bob", PASSWORD, csrf=csrf_of(other.get("/login"))).status_code == 303
+
+    clock.advance(settings.login_window)
+    assert post_login(client, "alice", PASSWORD, csrf=token).status_code == 303
+
+
+# -- session fixation -----------------------------------------------------------
+
+
+def _sid_of(client, rp):
+    """The sid this browser's session puts into tokens (via a prompt=none code)."""
+    record, secret = rp
+    flow = Flow(client)
+    code, verifier, _ = flow.code(record, scope="openid", extra={"prompt": "consent"})
+    body = flow.exchange(record, secret, code, verifier).get_json()
+    return unverified(body["id_token"])["sid"], unverified(body["id_token"])["sub"]
+
+
+def test_a_planted_session_cookie_never_becomes_a_session(client, alice, rp):
+    client.set_cookie(SESSION, "attacker-chosen-value")
+    assert not signed_in_as(client, rp)
+
+    response = post_login(client, csrf=csrf_of(client.get("/login")))
+
+    assert response.status_code == 303
+    assert client.get_cookie(SESSION).value != "attacker-chosen-value"
+    assert signed_in_as(client, rp)
+
+
+def test_an_attackers_own_session_cookie_is_replaced_at_login(app, client, make_user, rp):
+    alice = make_user()
+    make_user("mallory", PASSWORD, None)
+    attacker = app.test_client()
+    post_login(attacker, "mallory", PASSWORD, csrf=csrf_of(attacker.get("/login")))
+    attacker_sid, _ = _sid_of(attacker, rp)
+    client.set_cookie(SESSION, attacker.get_cookie(SESSION).value)
+
+    assert post_login(client, "alice", PASSWORD, csrf=csrf_of(client.get("/login"))).status_code == 303
+
+    sid, sub = _sid_of(client, rp)
+    assert sub == alice.sub
+    assert sid != attacker_sid
+
+
+def test_sid_changes_on_every_login(client, alice, rp):
+    post_login(client, csrf=csrf_of(client.get("/login")))
+    first, _ = _sid_of(client, rp)
+    post_login(client, csrf=csrf_of(client.get("/login")))
+    second, _ = _sid_of(client, rp)
+    assert first != second
+
+
+# -- cookies ---------------------------------------------------------------------
+
+
+def _cookie_attrs(header: str) -> dict:
+    name_value, *attrs = [part.strip() for part in header.split(";")]
+    result = {"name": name_value.split("=", 1)[0]}
+    for attr in attrs:
+        key, _, value = attr.partition("=")
+        result[key.lower()] = value
+    return result
+
+
+def test_cookies_are_httponly_and_samesite_lax_without_secure_on_http(client, alice):
+    login_page = client.get("/login")
+    response = post_login(client, csrf=csrf_of(login_page))
+    cookies = [
+        _cookie_attrs(h) for h in login_page.headers.getlist("Set-Cookie") + response.headers.getlist("Set-Cookie")
+    ]
+    assert {c["name"] for c in cookies} >= {SESSION}
+    for cookie in cookies:
+        assert "httponly" in cookie, cookie
+        assert cookie.get("samesite") == "Lax", cookie
+        assert "secure" not in cookie, cookie
+        assert cookie.get("path") == "/"
+
+
+@pytest.fixture
+def https_client(settings, clock, keyring, store):  # noqa: F811 - the fixture
+    services = build(settings.with_overrides(issuer="https://login.example"), clock=clock, keyring=keyring)
+    yield create_app(services=services).test_client()
+    services.close()
+
+
+def test_with_an_https_issuer_cookies_are_secure_and_host_prefixed(https_client, make_user):
+    make_user()
+    page = https_client.get("/login", base_url="https://login.example")
+    response = https_client.post(
+        "/login",
+        data={"username": "alice", "password": PASSWORD, "csrf_token": csrf_of(page)},
+        base_url="https://login.example",
+    )
+    assert response.status_code == 303
+    cookies = [_cookie_attrs(h) for h in page.headers.getlist("Set-Cookie") + response.headers.getlist("Set-Cookie")]
+    assert "__Host-" + SESSION in {c["name"] for c in cookies}
+    for cookie in cookies:
+        assert cookie["name"].startswith("__Host-"), cookie
+        assert "secure" in cookie and "httponly" in cookie, cookie
+        assert cookie.get("samesite") == "Lax", cookie
+        assert cookie.get("path") == "/" and "domain" not in cookie, cookie
+
+
+# -- headers on every page ---------------------------------------------------------
+
+
+def _pages(client, flow, rp):
+    record, _ = rp
+    pages = {
+        "login": client.get("/login"),
+        "login failure": post_login(client, "alice", "wrong", csrf=csrf_of(client.get("/login"))),
+        "login csrf failure": post_login(client, csrf="bad"),
+        "authorize error": client.get("/authorize?client_id=nope"),
+        "not found": client.get("/nothing-here"),
+        "logout confirm (anonymous)": client.get("/logout"),
+    }
+    flow.login()
+    pages["consent"] = client.get(authorize_path(record))
+    pages["consent csrf failure"] = client.post(authorize_path(record), data={"decision": "allow"})
+    pages["logout confirm"] = client.get("/logout")
+    pages["logged out"] = client.post("/logout", data={"csrf_token": csrf_of(pages["logout confirm"])})
+    pages["token error"] = client.post("/token", data={"grant_type": "authorization_code", "code": "x"})
+    pages["userinfo 401"] = client.get("/userinfo")
+    return pages
+
+
+def test_security_headers_on_every_page(client, flow, alice, rp):
+    missing = []
+    for name, response in _pages(client, flow, rp).items():
+        headers = response.headers
+        csp = headers.get("Content-Security-Policy", "")
+        checks = {
+            "csp frame-ancestors": "frame-ancestors 'none'" in csp,
+            "csp no unsafe-inline": "unsafe-inline" not in csp and "unsafe-eval" not in csp,
+            "csp default-src": "default-src 'none'" in csp or "default-src 'self'" in csp,
+            "x-frame-options": headers.get("X-Frame-Options") == "DENY",
+            "referrer-policy": headers.get("Referrer-Policy") == "no-referrer",
+            "no-store": "no-store" in headers.get("Cache-Control", ""),
+            "nosniff": headers.get("X-Content-Type-Options") == "nosniff",
+        }
+        missing += [(name, check) for check, ok in checks.items() if not ok]
+    assert missing == []
+
+
+def test_pages_carry_no_inline_script_or_style(client, flow, alice, rp):
+    for name, response in _pages(client, flow, rp).items():
+        if response.mimetype != "text/html":
+            continue
+        page = response.get_data(as_text=True)
+        assert "<script" not in page, name
+        assert "<style" not in page and " style=" not in page, name
+        assert not re.search(r"<[^>]+\son[a-z]+=", page), name
+
+
+# -- escaping and redirects -----------------------------------------------------------
+
+
+def test_reflected_values_are_html_escaped(client, flow, alice, rp):
+    record, _ = rp
+    responses = {
+        "client_id": client.get("/authorize?" + urlencode({"client_id": XSS, "redirect_uri": XSS, "state": XSS})),
+        "redirect_uri": client.get(authorize_path(record, redirect_uri="https://rp.example/cb" + XSS, state=XSS)),
+        "login_hint": client.get("/login?" + urlencode({"login_hint": XSS})),
+        "return_to": client.get("/login?" + urlencode({"return_to": "/authorize?x=" + XSS})),
+        "username echo": post_login(client, XSS, "wrong", csrf=csrf_of(client.get("/login"))),
+        "logout params": client.get("/logout?" + urlencode({"state": XSS, XSS: XSS})),
+    }
+    flow.login()
+    responses["consent state"] = client.get(authorize_path(record, state=XSS, nonce=XSS))
+    raw = [name for name, response in responses.items() if "<script>" in response.get_data(as_text=True)]
+    assert raw == []
+    assert responses["consent state"].status_code == 200
+
+
+def test_a_client_named_like_html_is_escaped_on_the_consent_page(client, flow, alice, make_client):
+    record, _ = make_client(name="<img src=x onerror=alert(1)>")
+    flow.login()
+    page = client.get(authorize_path(record)).get_data(as_text=True)
+    assert "<img" not in page and "&lt;img" in page
+
+
+@pytest.mark.parametrize(
+    "return_to",
+    [
+        "https://evil.example/authorize?x=1",
+        "//evil.example/authorize?x=1",
+        "/\\evil.example/authorize?x=1",
+        "\\\\evil.example/authorize?x=1",
+        "/%2F%2Fevil.example/authorize?",
+        "javascript:alert(1)",
+        "/logout",
+        "/authorize",
+        "http:/evil.example/authorize?x",
+        "/authorize?a=1\r\nSet-Cookie: x=y",
+        " //evil.example/authorize?x",
+    ],
+)
+def test_return_to_never_leaves_the_authorization_endpoint(client, alice, return_to):
+    response = post_login(client, csrf=csrf_of(client.get("/login")), return_to=return_to)
+    assert response.status_code in (303, 400)
+    location = response.headers.get("Location", "/")
+    assert location in ("/", "http://localhost/"), location
+    assert "x=y" not in "".join(response.headers.getlist("Set-Cookie"))
+
+
+def test_return_to_back_to_authorize_is_followed(client, alice, rp):
+    path = authorize_path(rp[0])
+    response = post_login(client, csrf=csrf_of(client.get("/login")), return_to=path)
+    assert response.status_code == 303
+    assert response.headers["Location"] == path
+
+
+def test_the_login_page_keeps_a_safe_return_to_and_drops_others(client, rp):
+    path = authorize_path(rp[0])
+    kept = client.get("/login?" + urlencode({"return_to": path})).get_data(as_text=True)
+    dropped = client.get("/login?" + urlencode({"return_to": "https://evil.example/authorize?"})).get_data(as_text=True)
+    assert 'name="return_to" value="/authorize?' in kept
+    assert "evil.example" not in dropped
+
+
+# -- brute force across real instances ---------------------------------------------------
+
+
+def _brute_force_across(deployment):
+    limit = 10
+    a, b = deployment.instances
+    victim = deployment.user("victim", PASSWORD)
+    bystander = deployment.user("bystander", PASSWORD)
+
+    browser = requests.Session()
+    for i in range(limit):
+        target = (a, b)[i % 2]
+        response = oidc.http_login(browser, target.url, victim["username"], f"guess-{i}")
+        assert response.status_code == 401 and FAILED in response.text, (i, response.status_code)
+
+    for target in (a, b):
+        locked = oidc.http_login(browser, target.url, victim["username"], PASSWORD)
+        assert locked.status_code == 401, target.url
+        assert FAILED in locked.text
+        assert SESSION not in locked.cookies
+
+    # Per account: someone else from the same address still gets in.
+    other = requests.Session()
+    assert oidc.http_login(other, b.url, bystander["username"], PASSWORD).status_code == 303
+    return victim["username"]
+
+
+def test_brute_force_limit_holds_across_two_instances_sharing_the_database(pg_pair):
+    _brute_force_across(pg_pair)
+
+
+# The attempts the Redis test adds to the per-address counter every 127.0.0.1 test shares.
+REDIS_TEST_HITS = 12
+
+
+def test_brute_force_limit_holds_across_two_instances_sharing_redis(tmp_path):
+    import redis
+
+    redis_url = redis_url_or_skip()
+    # The counters live in Redis, so the database can be the embedded one.
+    deployment = oidc.start_deployment(tmp_path, count=2, redis_url=redis_url)
+    connection = redis.Redis.from_url(redis_url)
+    victim = None
+    address_keys = "authsvc:rl:login:addr:127.0.0.1:*"
+    before = {key: int(connection.get(key) or 0) for key in connection.scan_iter(address_keys)}
+    try:
+        victim = _brute_force_across(deployment)
+        keys = list(connection.scan_iter(f"authsvc:rl:login:user:{victim}:*"))
+        assert keys, "the counter lives in Redis"
+        assert max(int(connection.get(k) or 0) for k in keys) >= 10
+    finally:
+        deployment.stop()
+        if victim:
+            for key in connection.scan_iter(f"authsvc:rl:login:user:{victim}:*"):
+                connection.delete(key)
+        # Give back only our hits on the shared per-address counter.
+        for key in connection.scan_iter(address_keys):
+            ours = min(int(connection.get(key) or 0) - before.get(key, 0), REDIS_TEST_HITS)
+            if ours > 0 and connection.decrby(key, ours) <= 0:
+                connection.delete(key)
+        connection.close()
+
+
+def test_login_on_one_instance_and_consent_on_the_other(pg_pair):
+    """The session cookie and the CSRF tokens are signed with the shared key ring's secret."""
+    a, b = pg_pair.instances
+    user = pg_pair.user("hana", PASSWORD)
+    registered = pg_pair.client("--redirect-uri", "https://rp.example/cb")
+    browser = requests.Session()
+    assert oidc.http_login(browser, a.url, user["username"], PASSWORD).status_code == 303
+
+    path = authorize_path(SimpleNamespace(client_id=registered["client_id"], redirect_uris=("https://rp.example/cb",)))
+    consent = browser.get(b.url + path, allow_redirects=False, timeout=10)
+    assert consent.status_code == 200 and 'name="decision"' in consent.text
+    decided = browser.post(
+        a.url + path,
+        data={"decision": "allow", "csrf_token": oidc.csrf_of(consent.text)},
+        allow_redirects=False,
+        timeout=10,
+    )
+
+    assert decided.status_code == 302
+    assert "code" in oidc.location_query(decided)
+
+
+def test_the_home_page_sends_anonymous_browsers_to_login(client):
+    response = client.get("/")
+    assert response.status_code in (302, 303)
+    assert response.headers["Location"].endswith("/login")
