@@ -2,9 +2,12 @@
 before" entries for subjects and clients.
 
 The shared store is the truth; Redis, when configured, only fans each new
-entry out so verifiers hear it at once. An entry lives until every token it
-can match has expired, so the list stays as small as revocations per second
-times the access-token lifetime.
+entry out so verifiers hear it at once. A published entry lives until every token
+it can match has expired, so the list stays as small as revocations per
+second times the access-token lifetime. Session and subject entries are kept
+longer in the store (until a browser-session cookie signed before them has
+expired, so such a cookie cannot sign in again) but are published only for
+the token lifetime: after that no token can match them.
 """
 
 import json
@@ -12,7 +15,12 @@ import logging
 
 log = logging.getLogger(__name__)
 
-CHANNEL = "authsvc:revocations"
+CHANNEL_PREFIX = "authsvc:revocations:"
+
+
+def channel_for(issuer: str) -> str:
+    """One channel per issuer, so issuers sharing a Redis never wake each other's verifiers."""
+    return CHANNEL_PREFIX + issuer
 
 
 class NullNotifier:
@@ -23,29 +31,38 @@ class NullNotifier:
 class RedisNotifier:
     """Publish each entry on a Redis channel; a lost message only delays a verifier until its next poll."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, settings):
         import redis
 
+        self._settings = settings
+        self._channel = channel_for(settings.issuer)
         self._redis = redis.Redis.from_url(url, socket_timeout=0.1, socket_connect_timeout=0.1)
 
     def publish(self, entries) -> None:
         try:
             with self._redis.pipeline(transaction=False) as pipe:
                 for entry in entries:
-                    pipe.publish(CHANNEL, json.dumps(entry_to_message(entry)))
+                    pipe.publish(self._channel, json.dumps(entry_to_message(entry, self._settings)))
                 pipe.execute()
         except Exception as exc:  # noqa: BLE001 - fan-out is best effort; the DB holds the truth
             log.warning("revocation fan-out to Redis failed: %s", type(exc).__name__)
 
 
-def entry_to_message(entry) -> dict:
+def entry_to_message(entry, settings) -> dict:
     return {
         "version": entry.version,
         "kind": entry.kind,
         "value": entry.value,
-        "before": entry.before,
-        "exp": entry.exp,
+        "before": entry.before if entry.kind in ("sub", "client_id") else None,
+        "exp": published_exp(entry, settings),
     }
+
+
+def published_exp(entry, settings) -> float:
+    """When verifiers may drop an entry: once no token it can match is still live."""
+    if entry.kind in ("sid", "sub") and entry.before is not None:
+        return min(entry.exp, entry.before + settings.longest_token_ttl)
+    return entry.exp
 
 
 class Revocations:
@@ -87,7 +104,8 @@ class Revocations:
         """Revoke a browser session: its tokens and its refresh tokens, everywhere."""
         now = self.clock()
         live = self.store.revoke_refresh_tokens(now, sid=sid, live_after=now - self.settings.leeway)
-        return self._add([("sid", sid, self._session_horizon(), None)]) + self.revoke_jtis(live)
+        entry = ("sid", sid, self._session_horizon(), now)
+        return self._add([entry]) + self.revoke_jtis(live)
 
     def revoke_subject(self, sub: str) -> list:
         now = self.clock()
@@ -129,8 +147,12 @@ class Revocations:
         doc = {"version": page.version, "jti": [], "sid": [], "sub": [], "client_id": []}
         if not page.full:
             doc["since"] = since
+        now = self.clock()
         for entry in page.entries:
-            item = {entry.kind: entry.value, "exp": entry.exp}
+            exp = published_exp(entry, self.settings)
+            if exp <= now:
+                continue
+            item = {entry.kind: entry.value, "exp": exp}
             if entry.kind in ("sub", "client_id"):
                 item["before"] = entry.before
             doc[entry.kind].append(item)

@@ -53,7 +53,7 @@ def build(settings: Settings, *, clock=time.time, keyring: KeyRing | None = None
     store = open_store(settings.database_url, clock=clock)
     if keyring is None:
         keyring = open_keyring(settings, clock=clock)
-    notifier = RedisNotifier(settings.redis_url) if settings.redis_url else NullNotifier()
+    notifier = RedisNotifier(settings.redis_url, settings) if settings.redis_url else NullNotifier()
     return Services(
         settings=settings,
         store=store,

@@ -16,7 +16,7 @@ import pytest
 
 from authsvc.config import Settings
 from authsvc.ratelimit import Limiter
-from authsvc.revocation import CHANNEL
+from authsvc.revocation import channel_for
 from authsvc.revocation import RedisNotifier
 from authsvc.revocation import Revocations
 from authsvc.store import Client
@@ -131,8 +131,8 @@ def test_end_session_lists_sid_and_revokes_that_sessions_refresh_tokens(store, r
 
     document = revocations.document()
     assert set(listed(document, "sid")) == {"s1"}
-    # Listed as long as a cookie of that session could still come back, not only its tokens.
-    assert listed(document, "sid")["s1"]["exp"] == NOW + SESSION_HORIZON
+    # Published only while a token of that session can be live; the store keeps it longer (below).
+    assert listed(document, "sid")["s1"]["exp"] == NOW + HORIZON
     assert revoked(store, first) and revoked(store, second)
     assert not revoked(store, other)
     # The session's access tokens are listed one by one too, so verifiers
@@ -266,9 +266,15 @@ def test_entries_leave_the_list_once_every_token_they_match_has_expired(store, r
     assert revocations.document()["jti"] == []
     assert not revocations.is_token_revoked({"jti": "short", "sub": "u2", "client_id": "c1", "iat": NOW - 1})
 
-    clock.advance(HORIZON)
+    clock.advance(HORIZON - 30 - LEEWAY - 1)
     assert set(listed(revocations.document(), "sub")) == {"u1"}
+    assert set(listed(revocations.document(), "sid")) == {"s1"}
+    clock.advance(1)
+    # No token can match them any more, so verifiers no longer get them, and the
+    # list stays bounded by the token lifetime; the store still ends the cookie.
+    assert revocations.document()["sub"] == revocations.document()["sid"] == []
     assert revocations.is_session_ended("s1")
+    assert revocations.is_session_ended("s2", "u1", NOW - 1)
     clock.advance(SESSION_HORIZON - HORIZON)
     document = revocations.document()
     assert (document["sid"], document["sub"], document["client_id"]) == ([], [], [])
@@ -380,10 +386,10 @@ def test_redis_notifier_publishes_one_json_message_per_entry(store, clock, redis
 
     listener = redis.Redis.from_url(redis_url, socket_timeout=5)
     pubsub = listener.pubsub()
-    pubsub.subscribe(CHANNEL)
+    pubsub.subscribe(channel_for(SETTINGS.issuer))
     try:
         assert _subscribed(pubsub)
-        revocations = Revocations(SETTINGS, store, clock, RedisNotifier(redis_url))
+        revocations = Revocations(SETTINGS, store, clock, RedisNotifier(redis_url, SETTINGS))
         mine = {"jti-" + secrets.token_hex(8), "jti-" + secrets.token_hex(8)}
         sub = "u-" + secrets.token_hex(8)
 
@@ -396,13 +402,16 @@ def test_redis_notifier_publishes_one_json_message_per_entry(store, clock, redis
         pubsub.close()
         listener.close()
     assert sorted(messages, key=lambda m: m["version"]) == [
-        {"version": e.version, "kind": e.kind, "value": e.value, "before": e.before, "exp": e.exp} for e in stored
+        {"version": e.version, "kind": e.kind, "value": e.value, "before": e.before, "exp": e.exp} for e in stored[:2]
+    ] + [
+        # A subject entry is published for the token lifetime, as on the list.
+        {"version": stored[2].version, "kind": "sub", "value": sub, "before": NOW, "exp": NOW + HORIZON}
     ]
     assert [m["kind"] for m in sorted(messages, key=lambda m: m["version"])] == ["jti", "jti", "sub"]
 
 
 def test_dead_redis_logs_a_warning_and_the_revocation_still_stands(store, clock, caplog):
-    revocations = Revocations(SETTINGS, store, clock, RedisNotifier(DEAD_REDIS_URL))
+    revocations = Revocations(SETTINGS, store, clock, RedisNotifier(DEAD_REDIS_URL, SETTINGS))
 
     with caplog.at_level(logging.WARNING, logger="authsvc.revocation"):
         entries = revocations.revoke_jtis([("j1", NOW + 100)])

@@ -18,7 +18,13 @@ from ._log import RateLimitedLog
 from ._revocations import BadRevocationData
 from ._sync import RevocationSync
 
-CHANNEL = "authsvc:revocations"
+CHANNEL_PREFIX = "authsvc:revocations:"
+
+
+def channel_for(issuer: str) -> str:
+    """The issuer's own channel (the server names it the same way)."""
+    return CHANNEL_PREFIX + issuer
+
 #: Prefix of the name shown by CLIENT LIST; the pid follows, to tell processes apart.
 CLIENT_NAME = "authsvc.verify"
 _JITTER = random.Random()
@@ -29,9 +35,9 @@ _READ_TIMEOUT = 0.5
 
 
 class FanoutSubscriber:
-    """Subscribe to ``CHANNEL`` and feed every message to ``sync.apply_hint``."""
+    """Subscribe to the issuer's channel and feed every message to ``sync.apply_hint``."""
 
-    def __init__(self, url: str, sync: RevocationSync, stop: threading.Event, log: RateLimitedLog) -> None:
+    def __init__(self, url: str, channel: str, sync: RevocationSync, stop: threading.Event, log: RateLimitedLog) -> None:
         import redis  # lazily: only resource servers that opted into fan-out need it
 
         self._redis = redis
@@ -39,6 +45,7 @@ class FanoutSubscriber:
         self._client = redis.Redis.from_url(
             url, socket_connect_timeout=2.0, health_check_interval=30, client_name=f"{CLIENT_NAME}:{os.getpid()}"
         )
+        self._channel = channel
         self._sync = sync
         self._stop = stop
         self._log = log
@@ -67,7 +74,7 @@ class FanoutSubscriber:
     def _consume(self) -> None:
         pubsub = self._client.pubsub()
         try:
-            pubsub.subscribe(CHANNEL)
+            pubsub.subscribe(self._channel)
             while not self._stop.is_set():
                 message = pubsub.get_message(timeout=_READ_TIMEOUT)
                 if message is None:

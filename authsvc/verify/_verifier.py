@@ -33,6 +33,7 @@ from ._compact import split_compact
 from ._exceptions import InvalidSignature
 from ._exceptions import VerifierUnavailable
 from ._fanout import FanoutSubscriber
+from ._fanout import channel_for
 from ._fetch import Discovery
 from ._fetch import discover
 from ._fetch import get_json
@@ -133,7 +134,7 @@ class TokenVerifier:
         self._stop = threading.Event()
         self._fanout: FanoutSubscriber | None = None
         if self._redis_url is not None:
-            self._fanout = FanoutSubscriber(self._redis_url, self._revocations, self._stop, self._log)
+            self._fanout = FanoutSubscriber(self._redis_url, channel_for(self.issuer), self._revocations, self._stop, self._log)
         self._threads: list[threading.Thread] = []
         self._started = False
         self._start_lock = threading.Lock()

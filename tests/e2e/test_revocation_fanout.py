@@ -12,6 +12,7 @@ import pytest
 import requests
 
 from tests.dbs import postgres_url_or_skip
+from authsvc.revocation import channel_for
 from tests.servers import Instance
 from tests.servers import cli_json
 from tests.servers import free_port
@@ -19,7 +20,6 @@ from tests.servers import prepare
 from tests.servers import server_env
 from tests.services_available import redis_url_or_skip
 
-CHANNEL = "authsvc:revocations"
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +59,7 @@ def subscriber(cluster):
 
     connection = redis.Redis.from_url(cluster["redis_url"], socket_timeout=5)
     pubsub = connection.pubsub()
-    pubsub.subscribe(CHANNEL)
+    pubsub.subscribe(channel_for(cluster["env"]["AUTHSVC_ISSUER"]))
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
         message = pubsub.get_message(timeout=0.2)

@@ -14,6 +14,7 @@ from authsvc.verify import InvalidToken
 from authsvc.verify import RevokedToken
 from authsvc.verify import TokenVerifier
 from authsvc.verify import VerifierUnavailable
+from authsvc.verify._fanout import channel_for
 
 from .conftest import AUDIENCE
 from .conftest import eventually
@@ -239,7 +240,7 @@ def test_fanout_revokes_well_before_the_next_poll(issuer, fanout_verifier, redis
     polls = issuer.counts["revocations"]
     message = {"version": issuer.version + 1, "kind": "jti", "value": jti, "before": None, "exp": time.time() + 600}
     started = time.monotonic()
-    redis_client.publish("authsvc:revocations", json.dumps(message))
+    redis_client.publish(channel_for(issuer.issuer), json.dumps(message))
     assert eventually(rejected(fanout_verifier, token), timeout=5)
     assert time.monotonic() - started < 2
     assert issuer.counts["revocations"] == polls  # the hint did it, not a poll
@@ -251,7 +252,7 @@ def test_fanout_version_gap_triggers_a_poll(issuer, fanout_verifier, redis_clien
     missed = issuer.revoke("sub", claims["sub"], before=time.time() + 1)  # published nowhere
     polls = issuer.counts["revocations"]
     gap = {"version": missed["version"] + 1, "kind": "jti", "value": "other", "before": None, "exp": time.time() + 60}
-    redis_client.publish("authsvc:revocations", json.dumps(gap))
+    redis_client.publish(channel_for(issuer.issuer), json.dumps(gap))
     assert eventually(rejected(fanout_verifier, token), timeout=5)
     assert issuer.counts["revocations"] > polls
 
@@ -259,10 +260,19 @@ def test_fanout_version_gap_triggers_a_poll(issuer, fanout_verifier, redis_clien
 def test_malformed_fanout_messages_are_ignored(issuer, fanout_verifier, redis_client):
     token = issuer.mint()
     for junk in ("not json", "[]", json.dumps({"version": "x", "kind": "jti", "value": 1})):
-        redis_client.publish("authsvc:revocations", junk)
+        redis_client.publish(channel_for(issuer.issuer), junk)
     time.sleep(0.2)
     assert fanout_verifier.verify(token)
     assert fanout_verifier._fanout.subscribed.is_set()
+
+
+def test_fanout_ignores_other_issuers_on_the_same_redis(issuer, fanout_verifier, redis_client):
+    token = issuer.mint()
+    jti = fanout_verifier.verify(token)["jti"]
+    message = {"version": issuer.version + 1, "kind": "jti", "value": jti, "before": None, "exp": time.time() + 600}
+    redis_client.publish(channel_for("https://another-issuer.example"), json.dumps(message))
+    time.sleep(0.3)
+    assert fanout_verifier.verify(token)["jti"] == jti
 
 
 def test_fanout_reconnects_after_losing_its_connection(issuer, fanout_verifier, redis_client):
@@ -280,7 +290,7 @@ def test_fanout_reconnects_after_losing_its_connection(issuer, fanout_verifier, 
     token = issuer.mint()
     jti = fanout_verifier.verify(token)["jti"]
     message = {"version": issuer.version + 1, "kind": "jti", "value": jti, "before": None, "exp": time.time() + 600}
-    redis_client.publish("authsvc:revocations", json.dumps(message))
+    redis_client.publish(channel_for(issuer.issuer), json.dumps(message))
     assert eventually(rejected(fanout_verifier, token), timeout=5)
 
 
