@@ -5,6 +5,8 @@ these classes answer them from the frozen records without copying rules
 that live in ``accounts``.
 """
 
+from urllib.parse import urlsplit
+
 from authlib.oauth2.rfc6749 import AuthorizationCodeMixin
 from authlib.oauth2.rfc6749 import ClientMixin
 from authlib.oauth2.rfc6749 import TokenMixin
@@ -38,8 +40,12 @@ class ClientModel(ClientMixin):
         return " ".join(dict.fromkeys(s for s in scope.split() if s in allowed))
 
     def check_redirect_uri(self, redirect_uri):
-        # Exact string comparison only (RFC 9700 §4.1.3): no prefix, no wildcard, no normalising.
-        return redirect_uri in self.record.redirect_uris
+        # Exact string comparison (RFC 9700 §4.1.3): no prefix, no wildcard, no normalising.
+        # The one exception is the port of a loopback IP literal (below).
+        if redirect_uri in self.record.redirect_uris:
+            return True
+        requested = _loopback_parts(redirect_uri)
+        return requested is not None and any(_loopback_parts(uri) == requested for uri in self.record.redirect_uris)
 
     def check_client_secret(self, client_secret):
         return accounts.check_client_secret(self.record, client_secret)
@@ -60,6 +66,26 @@ class ClientModel(ClientMixin):
     @property
     def is_public(self) -> bool:
         return self.record.token_endpoint_auth_method == "none"
+
+
+def _loopback_parts(uri: str):
+    """Everything but the port of an ``http://127.0.0.1`` or ``http://[::1]`` URI, else None.
+
+    RFC 8252 §7.3: a native app listens on whatever loopback port the OS gives
+    it, so the port may vary; scheme, IP literal, path and query still match
+    exactly. ``localhost`` gets no such leeway (RFC 8252 §8.3).
+    """
+    try:
+        parts = urlsplit(uri)
+    except ValueError:
+        return None
+    if parts.scheme != "http" or parts.fragment or "#" in uri:
+        return None
+    netloc = parts.netloc
+    host, port = (netloc, "") if netloc.endswith("]") or ":" not in netloc else netloc.rpartition(":")[::2]
+    if host not in ("127.0.0.1", "[::1]") or not (port == "" or (port.isdigit() and len(port) <= 5)):
+        return None
+    return host, parts.path, parts.query
 
 
 class CodeModel(AuthorizationCodeMixin):

@@ -344,3 +344,31 @@ def test_serve_refuses_to_start_without_a_key_ring(tmp_path):
     assert "no-such-ring" in lines[0]
     assert "Traceback" not in result.stderr
     assert not os.path.exists(tmp_path / "no-such-ring")
+
+
+def test_serve_json_prints_one_document_and_keeps_stdout_for_it(tmp_path):
+    port = free_port()
+    env = server_env(tmp_path, issuer=f"http://127.0.0.1:{port}")
+    prepare(env)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "authsvc", "serve", "--bind", f"127.0.0.1:{port}", "--workers", "1", "--json"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        def healthy():
+            try:
+                return requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1).ok
+            except requests.ConnectionError:
+                return process.poll() is not None  # exited: stop waiting, the asserts below say why
+
+        wait_for(healthy, what="serve --json")
+        assert requests.get(f"http://127.0.0.1:{port}/jwks.json", timeout=5).ok  # an access-log line
+    finally:
+        os.killpg(process.pid, 15)
+        out, err = process.communicate(timeout=20)
+    assert json.loads(out) == {"issuer": f"http://127.0.0.1:{port}", "bind": f"127.0.0.1:{port}", "workers": 1}
+    assert b"/jwks.json" in err

@@ -258,8 +258,50 @@ def test_every_redirect_uri_variant_gives_an_html_page_and_no_location(client, f
 def test_loopback_redirect_uri_registration_is_matched_exactly(client, make_client):
     record, _ = make_client("native", public=True, redirect_uris=("http://127.0.0.1:8765/cb",))
 
-    for variant in ("http://localhost:8765/cb", "http://127.0.0.1:8765/cb/", "http://127.0.0.2:8765/cb"):
+    for variant in (
+        "http://localhost:8765/cb",
+        "http://127.0.0.1:8765/cb/",
+        "http://127.0.0.2:8765/cb",
+        "http://127.0.0.1:8765/cb?x=1",
+        "http://127.0.0.1:51000/other",
+        "https://127.0.0.1:51000/cb",
+        "http://evil@127.0.0.1:51000/cb",
+        "http://127.0.0.1:51000/cb#frag",
+        "http://127.0.0.1:abc/cb",
+    ):
         assert_html_error_page(client.get(authorize_path(record, redirect_uri=variant)))
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "[::1]"])
+def test_native_app_on_loopback_may_use_any_port(flow, signed_in, make_client, host):
+    # RFC 8252 §7.3: the OS picks the port of a native app's loopback listener.
+    record, _ = make_client("native", public=True, redirect_uris=(f"http://{host}/cb",))
+    verifier, challenge = pkce_pair()
+    redirect = f"http://{host}:51234/cb"
+    response = flow.authorize(
+        {
+            "response_type": "code",
+            "client_id": record.client_id,
+            "redirect_uri": redirect,
+            "scope": "openid",
+            "code_challenge": challenge,
+            "code_challenge_method": "S256",
+        }
+    )
+    assert response.status_code == 302, response.get_data(as_text=True)[-600:]
+    assert response.headers["Location"].startswith(redirect + "?")
+    code = query_of(response.headers["Location"])["code"]
+    exchanged = flow.client.post(
+        "/token",
+        data={
+            "grant_type": "authorization_code",
+            "code": code,
+            "code_verifier": verifier,
+            "client_id": record.client_id,
+            "redirect_uri": redirect,
+        },
+    )
+    assert exchanged.status_code == 200, exchanged.get_json()
 
 
 @pytest.mark.parametrize(
