@@ -52,6 +52,13 @@ def hello_profile():
     return {"sub": flask.g.token["sub"], "scopes": flask.g.token["scope"].split()}
 
 
+@app.get("/callback")
+def callback():
+    # Not part of a resource server: the demo client's redirect URI points here so
+    # the README walkthrough can pick up the authorization code from the browser.
+    return {"code": flask.request.args.get("code"), "error": flask.request.args.get("error")}
+
+
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO)
     app.run(host="127.0.0.1", port=PORT)
