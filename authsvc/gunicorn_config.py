@@ -23,6 +23,9 @@ wsgi_app = "wsgi:app"
 accesslog = "-"
 access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(M)sms'
 errorlog = "-"
+# gunicorn's control socket defaults to one path per user, which several
+# instances on one host would fight over; authsvc is managed by its own CLI.
+control_socket_disable = True
 
 
 def on_starting(server):
