@@ -19,6 +19,7 @@ run: install
 	$(PY) -m authsvc serve
 
 test: install
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest
 
 bench: install

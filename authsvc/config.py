@@ -66,9 +66,7 @@ class Settings:
         _check_issuer(self.issuer)
         _check_bind(self.bind)
         if self.signing_alg not in SIGNING_ALGS:
-            raise ConfigError(
-                f"AUTHSVC_SIGNING_ALG: {self.signing_alg!r} is not one of {', '.join(SIGNING_ALGS)}"
-            )
+            raise ConfigError(f"AUTHSVC_SIGNING_ALG: {self.signing_alg!r} is not one of {', '.join(SIGNING_ALGS)}")
         if not self.database_url.startswith(("sqlite:", "postgresql")):
             raise ConfigError("AUTHSVC_DATABASE_URL: use sqlite:///… or postgresql+psycopg://…")
         if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):

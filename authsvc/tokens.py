@@ -27,7 +27,13 @@ class TokenMinter:
         return jwt.encode(claims, key.private_key, algorithm=alg, headers={"kid": key.kid, "typ": typ})
 
     def mint_access_token(
-        self, *, client_id: str, sub: str, scope: str, audience: str, sid: str | None = None,
+        self,
+        *,
+        client_id: str,
+        sub: str,
+        scope: str,
+        audience: str,
+        sid: str | None = None,
         jti: str | None = None,
     ) -> tuple[str, dict]:
         """Sign an access token per RFC 9068 §2 and return it with its claims.

@@ -133,8 +133,10 @@ def main():
         print(f"{name:>12} {rate:>9.0f} {1e6 / rate:>8.1f} {rate / bare_rate:>13.3f}x")
     print("(jwt.decode and verify: per CPU-second of one thread; introspect: per wall-clock second,")
     print(" one request at a time over a keep-alive connection)")
-    print(f"verify costs {bare_rate / verify_rate - 1:+.1%} over bare jwt.decode (target: at most +15%); "
-          f"introspection costs {verify_rate / rates['introspect']:.0f}x a verify")
+    print(
+        f"verify costs {bare_rate / verify_rate - 1:+.1%} over bare jwt.decode (target: at most +15%); "
+        f"introspection costs {verify_rate / rates['introspect']:.0f}x a verify"
+    )
 
 
 if __name__ == "__main__":

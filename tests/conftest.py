@@ -21,10 +21,10 @@ from authsvc.store import open_store
 
 
 class Clock:
-    """A clock that starts at the real time and only moves when told."""
+    """A clock that starts at ``now`` (default: the real time) and only moves when told."""
 
-    def __init__(self):
-        self.now = float(int(time.time()))
+    def __init__(self, now: float | None = None):
+        self.now = float(int(time.time()) if now is None else now)
 
     def __call__(self) -> float:
         return self.now
@@ -105,6 +105,11 @@ def make_user(services):
         return user
 
     return make
+
+
+@pytest.fixture
+def alice(make_user):
+    return make_user()
 
 
 @pytest.fixture
@@ -221,9 +226,7 @@ def pg_pair(tmp_path_factory):
     from tests.dbs import postgres_url_or_skip
     from tests.oidc import start_deployment
 
-    deployment = start_deployment(
-        tmp_path_factory.mktemp("pg-pair"), count=2, database_url=postgres_url_or_skip()
-    )
+    deployment = start_deployment(tmp_path_factory.mktemp("pg-pair"), count=2, database_url=postgres_url_or_skip())
     yield deployment
     deployment.stop()
 

@@ -75,7 +75,9 @@ class Instance:
         self.log.close()
 
 
-def server_env(tmp_path, *, issuer: str, database_url: str | None = None, redis_url: str | None = None, **extra) -> dict:
+def server_env(
+    tmp_path, *, issuer: str, database_url: str | None = None, redis_url: str | None = None, **extra
+) -> dict:
     """The environment of an instance: its own tmp database and keys unless told otherwise."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHSVC_")}
     env.update(
@@ -92,7 +94,13 @@ def server_env(tmp_path, *, issuer: str, database_url: str | None = None, redis_
 
 def run_cli(env: dict, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "authsvc", *args], cwd=ROOT, env=env, input=stdin, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "authsvc", *args],
+        cwd=ROOT,
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 
@@ -105,8 +113,17 @@ def cli_json(env: dict, *args: str, stdin: str | None = None):
 def prepare(env: dict) -> None:
     """Schema and first key, as ``make run`` does."""
     result = subprocess.run(
-        [sys.executable, "-c", "from authsvc.services import open_keyring; from authsvc.config import Settings; open_keyring(Settings.from_env(), create=True)"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-c",
+            "from authsvc.services import open_keyring; from authsvc.config import Settings; "
+            "open_keyring(Settings.from_env(), create=True)",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0, result.stderr
     cli_json(env, "db", "upgrade")

@@ -18,6 +18,7 @@ from authsvc.keyring import RotateResult
 from authsvc.keyring import Status
 from authsvc.keyring import algorithms
 from authsvc.keyring import files
+from tests.conftest import Clock
 
 T0 = 1_700_000_000
 ALGS = ("RS256", "ES256", "EdDSA")
@@ -33,22 +34,9 @@ RFC7638_N = (
 RFC7638_KID = "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
 
 
-class Clock:
-    """A frozen clock that moves only when told."""
-
-    def __init__(self, now=T0):
-        self.now = float(now)
-
-    def __call__(self):
-        return self.now
-
-    def advance(self, seconds):
-        self.now += seconds
-
-
 @pytest.fixture
 def clock():
-    return Clock()
+    return Clock(T0)
 
 
 @pytest.fixture
@@ -353,9 +341,7 @@ def test_malformed_manifest_names_the_file(ring, path, content):
 
 
 @pytest.mark.parametrize("kid", ["../../etc/passwd", "/etc/passwd", "A" * 43 + "\n", "A" * 42])
-def test_kid_that_is_not_a_thumbprint_is_refused_before_any_file_access(
-    ring, path, kid, monkeypatch
-):
+def test_kid_that_is_not_a_thumbprint_is_refused_before_any_file_access(ring, path, kid, monkeypatch):
     monkeypatch.setattr(files, "read_key", lambda *args: pytest.fail("read a key file"))
     document = read_manifest(path)
     document["keys"][0]["kid"] = kid
@@ -509,9 +495,7 @@ def test_cron_rotate_from_several_processes_rotates_once(path, clock):
     context = multiprocessing.get_context("fork")
     barrier = context.Barrier(4)
     results = context.Queue()
-    processes = [
-        context.Process(target=_cron_rotate, args=(path, barrier, results)) for _ in range(4)
-    ]
+    processes = [context.Process(target=_cron_rotate, args=(path, barrier, results)) for _ in range(4)]
     for process in processes:
         process.start()
     outcomes = [results.get(timeout=60) for _ in processes]

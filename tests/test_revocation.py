@@ -16,12 +16,13 @@ import pytest
 
 from authsvc.config import Settings
 from authsvc.ratelimit import Limiter
-from authsvc.revocation import channel_for
 from authsvc.revocation import RedisNotifier
 from authsvc.revocation import Revocations
+from authsvc.revocation import channel_for
 from authsvc.store import Client
 from authsvc.store import RefreshToken
 from authsvc.store import open_store
+from tests.conftest import Clock
 from tests.dbs import postgres_url_or_skip
 from tests.dbs import store_url  # noqa: F401  (fixture)
 from tests.services_available import DEAD_REDIS_URL
@@ -34,20 +35,9 @@ HORIZON = SETTINGS.longest_token_ttl
 SESSION_HORIZON = max(HORIZON, SETTINGS.session_ttl)
 
 
-class Clock:
-    def __init__(self, now=NOW):
-        self.now = now
-
-    def __call__(self):
-        return self.now
-
-    def advance(self, seconds):
-        self.now += seconds
-
-
 @pytest.fixture
 def clock():
-    return Clock()
+    return Clock(NOW)
 
 
 @pytest.fixture

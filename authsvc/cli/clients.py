@@ -64,7 +64,9 @@ def create(name, redirect_uris, logout_uris, grant_types, scope, resources, publ
     doc = {"client_id": client.client_id}
     if secret is not None:
         doc["client_secret"] = secret
-    text = f"client_id: {client.client_id}" + (f"\nclient_secret: {secret}  (shown once: store it now)" if secret else "")
+    text = f"client_id: {client.client_id}" + (
+        f"\nclient_secret: {secret}  (shown once: store it now)" if secret else ""
+    )
     emit(doc, as_json, text)
 
 
@@ -111,5 +113,8 @@ def rotate_secret(client_id, as_json):
         store.update_client(client_id, rotate)
     finally:
         store.close()
-    emit({"client_id": client_id, "client_secret": secret}, as_json,
-         f"client_secret: {secret}  (shown once: store it now)")
+    emit(
+        {"client_id": client_id, "client_secret": secret},
+        as_json,
+        f"client_secret: {secret}  (shown once: store it now)",
+    )

@@ -40,8 +40,11 @@ def rotate(alg, older, as_json):
     seconds = parse_duration(older) if older is not None else None
     result = ring.rotate(alg or context.settings().signing_alg, if_older_than=seconds)
     if result.activated is None:
-        emit({"rotated": False, "reason": "active key is younger than --if-older-than"}, as_json,
-             "not rotated: the active key is younger than --if-older-than")
+        emit(
+            {"rotated": False, "reason": "active key is younger than --if-older-than"},
+            as_json,
+            "not rotated: the active key is younger than --if-older-than",
+        )
         return
     if result.published_for is not None and result.published_for < ring.jwks_max_age:
         warn(
@@ -53,7 +56,9 @@ def rotate(alg, older, as_json):
         "active": result.activated.describe(),
         "retired": result.retired.describe() if result.retired else None,
     }
-    emit(doc, as_json, f"active: {result.activated.kid}" + (f"; retired: {result.retired.kid}" if result.retired else ""))
+    emit(
+        doc, as_json, f"active: {result.activated.kid}" + (f"; retired: {result.retired.kid}" if result.retired else "")
+    )
 
 
 @command.command("list")

@@ -57,9 +57,7 @@ def check_key_matches_alg(private_key, alg, where):
     if alg == "RS256":
         ok = isinstance(private_key, rsa.RSAPrivateKey) and private_key.key_size >= MIN_RSA_BITS
     elif alg == "ES256":
-        ok = isinstance(private_key, ec.EllipticCurvePrivateKey) and isinstance(
-            private_key.curve, ec.SECP256R1
-        )
+        ok = isinstance(private_key, ec.EllipticCurvePrivateKey) and isinstance(private_key.curve, ec.SECP256R1)
     else:
         ok = isinstance(private_key, ed25519.Ed25519PrivateKey)
     if not ok:
@@ -109,9 +107,7 @@ def public_members(public_key):
             "y": _b64url(numbers.y.to_bytes(size, "big")),
         }
     if isinstance(public_key, ed25519.Ed25519PublicKey):
-        raw = public_key.public_bytes(
-            encoding=serialization.Encoding.Raw, format=serialization.PublicFormat.Raw
-        )
+        raw = public_key.public_bytes(encoding=serialization.Encoding.Raw, format=serialization.PublicFormat.Raw)
         return {"kty": "OKP", "crv": "Ed25519", "x": _b64url(raw)}
     raise KeyRingError(f"unsupported public key type {type(public_key).__name__}")
 

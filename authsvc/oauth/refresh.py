@@ -66,7 +66,11 @@ class RefreshTokenGrant(IssuesTokens, grants.RefreshTokenGrant):
         ):
             return 200, token, self.TOKEN_RESPONSE_HEADER
         # Another request spent it first (a race between two honest tabs, or theft): decide as a replay.
-        return 200, self._replay(presented, services.store.get_refresh_token(record.token_hash)), self.TOKEN_RESPONSE_HEADER
+        return (
+            200,
+            self._replay(presented, services.store.get_refresh_token(record.token_hash)),
+            self.TOKEN_RESPONSE_HEADER,
+        )
 
     def _replay(self, presented, record):
         services = self.server.services

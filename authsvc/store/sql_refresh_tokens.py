@@ -69,9 +69,7 @@ class RefreshTokensMixin:
             raise AlreadyExists("successor refresh token exists already") from error
         return True
 
-    def revoke_family(
-        self, family_id: str, now: float, *, live_after: float | None = None
-    ) -> list[tuple[str, float]]:
+    def revoke_family(self, family_id: str, now: float, *, live_after: float | None = None) -> list[tuple[str, float]]:
         """Revoke every token of a family; return its (access_jti, access_exp) expiring after live_after (or now)."""
         check_text(family_id=family_id)
         return self._revoke(tokens.c.family_id == family_id, now, live_after)

@@ -25,6 +25,7 @@ def channel_for(issuer: str) -> str:
     """The issuer's own channel (the server names it the same way)."""
     return CHANNEL_PREFIX + issuer
 
+
 #: Prefix of the name shown by CLIENT LIST; the pid follows, to tell processes apart.
 CLIENT_NAME = "authsvc.verify"
 _JITTER = random.Random()
@@ -37,7 +38,9 @@ _READ_TIMEOUT = 0.5
 class FanoutSubscriber:
     """Subscribe to the issuer's channel and feed every message to ``sync.apply_hint``."""
 
-    def __init__(self, url: str, channel: str, sync: RevocationSync, stop: threading.Event, log: RateLimitedLog) -> None:
+    def __init__(
+        self, url: str, channel: str, sync: RevocationSync, stop: threading.Event, log: RateLimitedLog
+    ) -> None:
         import redis  # lazily: only resource servers that opted into fan-out need it
 
         self._redis = redis

@@ -134,7 +134,9 @@ class TokenVerifier:
         self._stop = threading.Event()
         self._fanout: FanoutSubscriber | None = None
         if self._redis_url is not None:
-            self._fanout = FanoutSubscriber(self._redis_url, channel_for(self.issuer), self._revocations, self._stop, self._log)
+            self._fanout = FanoutSubscriber(
+                self._redis_url, channel_for(self.issuer), self._revocations, self._stop, self._log
+            )
         self._threads: list[threading.Thread] = []
         self._started = False
         self._start_lock = threading.Lock()

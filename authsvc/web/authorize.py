@@ -44,9 +44,7 @@ def authorize_request():
 
             status = 200 if request.method == "GET" else 400
             error = None if status == 200 else "The consent form expired. Please decide again."
-            return render_page(
-                "consent.html", login, status, client=client, scopes=describe_scopes(scope), error=error
-            )
+            return render_page("consent.html", login, status, client=client, scopes=describe_scopes(scope), error=error)
         if request.form.get("decision") != "allow":
             return srv.create_authorization_response(grant=grant, grant_user=None)
         services().store.save_consent(Consent(login.user.sub, client.client_id, scope, services().clock()))
@@ -57,13 +55,19 @@ def _prompts(grant) -> set[str]:
     prompts = set(request.args.get("prompt", "").split())
     bad = prompts - {"none", "login", "consent"}
     if bad or ("none" in prompts and len(prompts) > 1):
-        raise InvalidRequestError("Invalid 'prompt' parameter.", redirect_uri=grant.redirect_uri, state=request.args.get("state"))
+        raise InvalidRequestError(
+            "Invalid 'prompt' parameter.", redirect_uri=grant.redirect_uri, state=request.args.get("state")
+        )
     mode = request.args.get("response_mode")
     if mode not in (None, "query"):
-        raise InvalidRequestError("Only response_mode=query is supported.", redirect_uri=grant.redirect_uri, state=request.args.get("state"))
+        raise InvalidRequestError(
+            "Only response_mode=query is supported.", redirect_uri=grant.redirect_uri, state=request.args.get("state")
+        )
     max_age = request.args.get("max_age")
     if max_age is not None and not (max_age.isdigit() and len(max_age) < 10):
-        raise InvalidRequestError("Invalid 'max_age' parameter.", redirect_uri=grant.redirect_uri, state=request.args.get("state"))
+        raise InvalidRequestError(
+            "Invalid 'max_age' parameter.", redirect_uri=grant.redirect_uri, state=request.args.get("state")
+        )
     return prompts
 
 

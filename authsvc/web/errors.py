@@ -58,7 +58,9 @@ def init_app(app) -> None:
 
     @app.errorhandler(HTTPException)
     def http_error(error):
-        error_code = {401: "invalid_token", 405: "invalid_request", 413: "invalid_request"}.get(error.code, "invalid_request")
+        error_code = {401: "invalid_token", 405: "invalid_request", 413: "invalid_request"}.get(
+            error.code, "invalid_request"
+        )
         if error.code == 404:
             error_code = "not_found"
         response = error_response(error.code, error_code, _safe(error.description or error.name))

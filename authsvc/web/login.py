@@ -60,7 +60,10 @@ def attempt(username: str, password: str):
         svc.limiter.count(user_key, window) >= settings.login_attempts_per_user
         or svc.limiter.count(addr_key, window) >= settings.login_attempts_per_address
     )
-    too_long = len(username) > accounts.MAX_USERNAME_CHARS or len(password.encode("utf-8", "replace")) > accounts.MAX_PASSWORD_BYTES
+    too_long = (
+        len(username) > accounts.MAX_USERNAME_CHARS
+        or len(password.encode("utf-8", "replace")) > accounts.MAX_PASSWORD_BYTES
+    )
     if locked or too_long or not username or not password:
         accounts.authenticate(svc.store, "", "x")  # same cost as a real attempt
         user = None

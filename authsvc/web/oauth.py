@@ -112,7 +112,9 @@ def render_page(template, login, status=200, **context):
     """Render a page carrying a CSRF token bound to this browser."""
     s = sessions()
     binding = s.csrf_binding(login)
-    response = make_response(render_template(template, csrf_token=s.csrf_token(binding), login=login, **context), status)
+    response = make_response(
+        render_template(template, csrf_token=s.csrf_token(binding), login=login, **context), status
+    )
     if binding.startswith("pre:"):
         s.ensure_presession(response, binding.removeprefix("pre:"))
     return response

@@ -74,8 +74,11 @@ class Sessions:
         if login is not None:
             self.services.revocations.end_session(login.sid)
         response.delete_cookie(
-            cookie_name(self.settings, SESSION_COOKIE), path="/", secure=self.settings.secure_cookies,
-            httponly=True, samesite="Lax",
+            cookie_name(self.settings, SESSION_COOKIE),
+            path="/",
+            secure=self.settings.secure_cookies,
+            httponly=True,
+            samesite="Lax",
         )
         self.rotate_presession(response)
 

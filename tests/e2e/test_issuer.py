@@ -359,6 +359,7 @@ def test_serve_json_prints_one_document_and_keeps_stdout_for_it(tmp_path):
         start_new_session=True,
     )
     try:
+
         def healthy():
             try:
                 return requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1).ok

@@ -103,8 +103,13 @@ class ResourceServer:
 def issuer(sqlite_issuer):
     """The session's gunicorn authsvc, with this module's first-party app."""
     app = sqlite_issuer.client(
-        "--redirect-uri", REDIRECT, "--post-logout-redirect-uri", AFTER_LOGOUT, "--first-party",
-        "--scope", "openid profile",
+        "--redirect-uri",
+        REDIRECT,
+        "--post-logout-redirect-uri",
+        AFTER_LOGOUT,
+        "--first-party",
+        "--scope",
+        "openid profile",
     )
     url = sqlite_issuer.instances[0].url
     metadata = requests.get(url + "/.well-known/openid-configuration", timeout=10).json()
@@ -201,9 +206,7 @@ def test_a_user_who_logs_out_is_refused_within_a_poll_interval_while_another_is_
     assert still.json()["sub"] == bob["sub"]
 
 
-def test_a_token_revoked_at_the_endpoint_is_refused_within_a_poll_interval_and_only_that_token(
-    issuer, resource_server
-):
+def test_a_token_revoked_at_the_endpoint_is_refused_within_a_poll_interval_and_only_that_token(issuer, resource_server):
     carol = issuer["deployment"].user("carol")
     browser, first = sign_in(issuer, carol)
     _, second = sign_in(issuer, carol, browser)  # same browser session, so the same sid

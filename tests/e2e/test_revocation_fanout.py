@@ -11,15 +11,14 @@ import time
 import pytest
 import requests
 
-from tests.dbs import postgres_url_or_skip
 from authsvc.revocation import channel_for
+from tests.dbs import postgres_url_or_skip
 from tests.servers import Instance
 from tests.servers import cli_json
 from tests.servers import free_port
 from tests.servers import prepare
 from tests.servers import server_env
 from tests.services_available import redis_url_or_skip
-
 
 
 @pytest.fixture(scope="module")

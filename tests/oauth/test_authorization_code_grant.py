@@ -78,11 +78,6 @@ def revocation_list(http) -> dict:
 
 
 @pytest.fixture
-def alice(make_user):
-    return make_user()
-
-
-@pytest.fixture
 def web_app(make_client):
     """A confidential client that must ask for consent."""
     return make_client()

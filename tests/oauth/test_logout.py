@@ -31,11 +31,6 @@ SESSION = "authsvc_session"
 
 
 @pytest.fixture
-def alice(make_user):
-    return make_user()
-
-
-@pytest.fixture
 def rp(make_client):
     return make_client(first_party=True, post_logout_redirect_uris=(AFTER,))
 

@@ -27,11 +27,6 @@ FULL_SCOPE = "openid profile email offline_access"
 
 
 @pytest.fixture
-def alice(make_user):
-    return make_user()
-
-
-@pytest.fixture
 def app_client(make_client):
     return make_client(first_party=True)
 

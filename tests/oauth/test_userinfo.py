@@ -21,11 +21,6 @@ pytestmark = pytest.mark.usefixtures("fast_hashing")
 
 
 @pytest.fixture
-def alice(make_user):
-    return make_user()
-
-
-@pytest.fixture
 def rp(make_client):
     return make_client(first_party=True)
 

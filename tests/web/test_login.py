@@ -31,11 +31,6 @@ XSS = '"><script>alert(1)</script>'
 
 
 @pytest.fixture
-def alice(make_user):
-    return make_user()
-
-
-@pytest.fixture
 def rp(make_client):
     return make_client(first_party=False, post_logout_redirect_uris=("https://rp.example/bye",))
 
