@@ -239,3 +239,21 @@ def sqlite_issuer(tmp_path_factory):
     deployment = start_deployment(tmp_path_factory.mktemp("sqlite-issuer"), count=1)
     yield deployment
     deployment.stop()
+
+
+@pytest.fixture
+def rp(services, make_client):
+    """A relying party and a signed-up user (``oauth_calls.quick_user``); returns (record, secret)."""
+    from tests.oauth_calls import quick_user
+
+    quick_user(services)
+    return make_client("relying party")
+
+
+@pytest.fixture
+def tokens(flow, rp):
+    """The token response of ``rp`` after the user logged in and authorized it."""
+    from tests.oauth_calls import user_tokens
+
+    client, secret = rp
+    return user_tokens(flow, client, secret)

@@ -145,6 +145,27 @@ def http_walk(session, base: str, url: str, *, username=None, password=None, dec
     raise AssertionError("too many steps at /authorize")
 
 
+def http_code(base: str, client_id: str, redirect_uri: str, scope: str, user: dict) -> tuple[str, str]:
+    """Sign ``user`` in over HTTP and authorize with PKCE; return (code, code_verifier)."""
+    import requests
+
+    from tests.conftest import pkce_pair
+
+    verifier, challenge = pkce_pair()
+    params = {
+        "response_type": "code",
+        "client_id": client_id,
+        "redirect_uri": redirect_uri,
+        "scope": scope,
+        "state": "s",
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+    }
+    with requests.Session() as browser:
+        final = http_authorize(browser, base, params, username=user["username"], password=user["password"])
+    return location_query(final)["code"], verifier
+
+
 def _pairs(url: str):
     from urllib.parse import parse_qsl
     from urllib.parse import urlsplit

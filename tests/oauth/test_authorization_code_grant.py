@@ -979,23 +979,7 @@ def test_parallel_redemptions_across_two_instances_give_one_success_then_revoke_
     user = pg_pair.user("gina")
     registered = pg_pair.client("--redirect-uri", REDIRECT, "--first-party")
     client_id, secret = registered["client_id"], registered["client_secret"]
-    verifier, challenge = pkce_pair()
-    with requests.Session() as browser:
-        final = oidc.http_authorize(
-            browser,
-            a.url,
-            {
-                "response_type": "code",
-                "client_id": client_id,
-                "redirect_uri": REDIRECT,
-                "scope": "openid offline_access",
-                "code_challenge": challenge,
-                "code_challenge_method": "S256",
-            },
-            username=user["username"],
-            password=user["password"],
-        )
-    code = oidc.location_query(final)["code"]
+    code, verifier = oidc.http_code(a.url, client_id, REDIRECT, "openid offline_access", user)
 
     def redeem(i):
         return requests.post(

@@ -9,7 +9,6 @@ refresh token, or a token the caller has no business seeing) answers exactly
 """
 
 import jwt
-import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests.conftest import basic_auth
@@ -21,18 +20,6 @@ from tests.oauth_calls import revoke
 from tests.oauth_calls import user_tokens
 
 INACTIVE = {"active": False}
-
-
-@pytest.fixture
-def rp(services, make_client):
-    quick_user(services)
-    return make_client("relying party")
-
-
-@pytest.fixture
-def tokens(flow, rp):
-    client, secret = rp
-    return user_tokens(flow, client, secret)
 
 
 def answer(client, rp, token, **extra) -> dict:

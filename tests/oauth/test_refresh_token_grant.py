@@ -14,7 +14,6 @@ import sqlalchemy as sa
 
 from tests import oidc
 from tests.conftest import basic_auth
-from tests.conftest import pkce_pair
 from tests.oidc import fast_hashing  # noqa: F401
 from tests.oidc import keyring  # noqa: F401
 from tests.oidc import keyring_template  # noqa: F401
@@ -249,24 +248,7 @@ def test_parallel_refreshes_across_two_instances_get_one_successor(pg_pair):
     carol = pg_pair.user("carol")
     registered = pg_pair.client("--redirect-uri", "https://rp.example/cb", "--first-party")
     client_id, secret = registered["client_id"], registered["client_secret"]
-    verifier, challenge = pkce_pair()
-    with requests.Session() as browser:
-        final = oidc.http_authorize(
-            browser,
-            a.url,
-            {
-                "response_type": "code",
-                "client_id": client_id,
-                "redirect_uri": "https://rp.example/cb",
-                "scope": FULL_SCOPE,
-                "state": "s",
-                "code_challenge": challenge,
-                "code_challenge_method": "S256",
-            },
-            username=carol["username"],
-            password=carol["password"],
-        )
-    code = oidc.location_query(final)["code"]
+    code, verifier = oidc.http_code(a.url, client_id, "https://rp.example/cb", FULL_SCOPE, carol)
     first = requests.post(
         b.url + "/token",
         data={

@@ -13,25 +13,12 @@ import pytest
 from authsvc.services import build
 from tests.oauth_calls import claims_of
 from tests.oauth_calls import is_active
-from tests.oauth_calls import quick_user
 from tests.oauth_calls import refresh
 from tests.oauth_calls import revoke
 from tests.oauth_calls import user_tokens
 from tests.oauth_calls import userinfo_status
 
 KINDS = ("jti", "sid", "sub", "client_id")
-
-
-@pytest.fixture
-def rp(services, make_client):
-    quick_user(services)
-    return make_client("relying party")
-
-
-@pytest.fixture
-def tokens(flow, rp):
-    client, secret = rp
-    return user_tokens(flow, client, secret)
 
 
 @pytest.fixture
