@@ -19,6 +19,9 @@ def check_form_post() -> None:
     if request.mimetype != FORM_TYPE:
         raise InvalidRequestError("Send parameters as application/x-www-form-urlencoded.")
     check_params(request.form, request.args)
+    if request.args:
+        # RFC 6749 §3.2: the body carries the parameters; a URL ends up in logs and caches.
+        raise InvalidRequestError("Send parameters in the request body, not the query string.")
 
 
 def check_params(*multidicts) -> None:

@@ -149,6 +149,16 @@ def test_repeated_parameters_are_invalid_request(client, service, body, query):
     assert_error(response, 400, "invalid_request")
 
 
+@pytest.mark.parametrize("path", ["/token", "/revoke", "/introspect"])
+def test_parameters_in_the_query_string_are_refused(client, service, path):
+    record, secret = service
+    response = post_raw(
+        client, b"token=x", basic_auth(record.client_id, secret), path=path + "?grant_type=client_credentials"
+    )
+    assert_error(response, 400, "invalid_request")
+    assert b"query string" in response.data
+
+
 def test_repeated_client_credentials_in_the_body(client, make_client):
     record, secret = make_client(
         "poster", grant_types=("client_credentials",), redirect_uris=(), auth_method="client_secret_post"
