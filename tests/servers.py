@@ -25,39 +25,53 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-class Instance:
-    def __init__(self, env: dict, port: int, workers: int = 1):
+class LoopbackProcess:
+    """A server process on a loopback port, logging to a file, in its own process group.
+
+    Subclasses say how to start it (``argv``) and how it shows it is ready
+    (``ready_path`` answering ``ready_status``). Only this process group is
+    ever signalled.
+    """
+
+    ready_path = "/healthz"
+    ready_status = 200
+    name = "server"
+
+    def __init__(self, argv: list, env: dict, port: int, log_path: Path):
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         self.env = env
-        self.log = open(Path(env["AUTHSVC_KEYS_DIR"]).parent / f"gunicorn-{port}.log", "wb")
+        self.log = open(log_path, "wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "authsvc", "serve", "--bind", f"127.0.0.1:{port}", "--workers", str(workers)],
-            cwd=ROOT,
-            env=env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+            argv, cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
         )
         self.wait_ready()
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
 
     def wait_ready(self, timeout: float = 20.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"gunicorn exited with {self.process.returncode}: {self.read_log()[-2000:]}")
+                raise RuntimeError(f"{self.name} exited with {self.process.returncode}: {self.read_log()[-2000:]}")
             try:
-                with urllib.request.urlopen(self.url + "/healthz", timeout=1) as response:
-                    if response.status == 200:
+                with urllib.request.urlopen(self.url + self.ready_path, timeout=1) as response:
+                    if response.status == self.ready_status:
                         return
+            except urllib.error.HTTPError as error:
+                if error.code == self.ready_status:
+                    return
+                time.sleep(0.1)
             except (urllib.error.URLError, ConnectionError, OSError):
                 time.sleep(0.1)
         self.stop()
-        raise RuntimeError(f"gunicorn on {self.url} not ready after {timeout} s")
+        raise RuntimeError(f"{self.name} on {self.url} not ready after {timeout} s")
 
     def read_log(self) -> str:
         self.log.flush()
-        return (Path(self.log.name)).read_text(errors="replace")
+        return Path(self.log.name).read_text(errors="replace")
 
     def kill(self) -> None:
         """SIGKILL the whole process group (arbiter and workers): a crash, not a shutdown."""
@@ -73,6 +87,16 @@ class Instance:
             except subprocess.TimeoutExpired:
                 self.kill()
         self.log.close()
+
+
+class Instance(LoopbackProcess):
+    """``python -m authsvc serve`` on ``port`` with the environment ``env``."""
+
+    name = "gunicorn"
+
+    def __init__(self, env: dict, port: int, workers: int = 1):
+        argv = [sys.executable, "-m", "authsvc", "serve", "--bind", f"127.0.0.1:{port}", "--workers", str(workers)]
+        super().__init__(argv, env, port, Path(env["AUTHSVC_KEYS_DIR"]).parent / f"gunicorn-{port}.log")
 
 
 def server_env(

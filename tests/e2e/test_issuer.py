@@ -325,6 +325,26 @@ def test_logs_carry_no_secrets_or_tokens(cluster):
         assert token.split(".")[2] not in logs
 
 
+def test_metrics_count_requests_across_workers_and_carry_no_secrets(cluster):
+    instance = cluster.instances[0]
+    before = _token_requests(requests.get(instance.url + "/metrics", timeout=5).text)
+    for _ in range(3):
+        requests.post(instance.url + "/token", data={"grant_type": "client_credentials"}, timeout=5)
+    body = requests.get(instance.url + "/metrics", timeout=5).text
+    # gunicorn's workers write to one multiprocess directory, so /metrics sums them all.
+    assert _token_requests(body) == before + 3
+    assert cluster.secret not in body
+    assert not any(token in body for token in cluster.issued)
+
+
+def _token_requests(metrics: str) -> float:
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith("authsvc_http_requests_total{") and 'endpoint="/token"' in line
+    )
+
+
 def test_serve_refuses_to_start_without_a_key_ring(tmp_path):
     env = server_env(tmp_path, issuer="http://127.0.0.1:8000")
     env["AUTHSVC_KEYS_DIR"] = str(tmp_path / "no-such-ring")

@@ -13,8 +13,6 @@ import base64
 import hashlib
 import os
 import secrets
-import signal
-import subprocess
 import sys
 import time
 from urllib.parse import urlsplit
@@ -25,6 +23,7 @@ import requests
 from tests import oidc
 from tests.servers import ROOT
 from tests.servers import Instance
+from tests.servers import LoopbackProcess
 from tests.servers import cli_json
 from tests.servers import free_port
 from tests.servers import prepare
@@ -42,61 +41,25 @@ REDIS_POLL = 60.0
 WITHIN_REDIS = 1.0
 
 
-class ResourceServer:
+class ResourceServer(LoopbackProcess):
     """``examples/resource_server.py`` in its own process; stopped by its PID only."""
 
+    name = "resource server"
+    # No token: a 401 from the decorator proves Flask and the route are up.
+    ready_path = "/hello"
+    ready_status = 401
+
     def __init__(self, issuer: str, log_dir, *, poll: float, redis_url: str | None = None):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHSVC_")}
-        env.update(AUTHSVC_ISSUER=issuer, PORT=str(self.port), AUTHSVC_POLL_INTERVAL=str(poll))
+        env.update(AUTHSVC_ISSUER=issuer, PORT=str(port), AUTHSVC_POLL_INTERVAL=str(poll))
         if redis_url:
             env["AUTHSVC_REDIS_URL"] = redis_url
-        self.log_path = log_dir / f"resource-server-{self.port}.log"
-        self.log = open(self.log_path, "wb")
-        self.process = subprocess.Popen(
-            [sys.executable, str(EXAMPLE)],
-            cwd=ROOT,
-            env=env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        self.wait_ready()
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def wait_ready(self, timeout: float = 20.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"resource server exited with {self.process.returncode}: {self.read_log()[-2000:]}")
-            try:
-                # No token: a 401 from the decorator proves Flask and the route are up.
-                if requests.get(self.url + "/hello", timeout=1).status_code == 401:
-                    return
-            except requests.ConnectionError:
-                time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"resource server on {self.url} not ready after {timeout} s")
+        self.log_path = log_dir / f"resource-server-{port}.log"
+        super().__init__([sys.executable, str(EXAMPLE)], env, port, self.log_path)
 
     def hello(self, token: str) -> requests.Response:
         return requests.get(self.url + "/hello", headers={"Authorization": f"Bearer {token}"}, timeout=10)
-
-    def read_log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=10)
-        self.log.close()
 
 
 @pytest.fixture(scope="module")
