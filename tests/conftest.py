@@ -119,12 +119,12 @@ def make_client(services):
     def make(name="web app", **kwargs):
         kwargs.setdefault("redirect_uris", ("https://rp.example/cb",))
         kwargs.setdefault("grant_types", ("authorization_code", "refresh_token"))
-        resources = kwargs.pop("resources", ())
+        audiences = kwargs.pop("audiences", ())
         client, secret = accounts.new_client(name, now=services.clock(), **kwargs)
-        if resources:
+        if audiences:
             from dataclasses import replace
 
-            client = replace(client, resources=tuple(resources))
+            client = replace(client, audiences=tuple(audiences))
         services.store.create_client(client)
         return client, secret
 

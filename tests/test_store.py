@@ -24,11 +24,13 @@ from authsvc.store import Consent
 from authsvc.store import RefreshToken
 from authsvc.store import User
 from authsvc.store import open_store
+from authsvc.store import migrate
 from authsvc.store import schema
 from tests.dbs import postgres_url_or_skip
 from tests.dbs import store_url  # noqa: F401  (fixture)
 
 NOW = 1_700_000_000.0
+ALL_STEPS = [name for _, name, _ in migrate.STEPS]
 DEAD_URL = "postgresql+psycopg://postgres:s3cret-pw@127.0.0.1:1/test"
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -170,7 +172,7 @@ def test_client_round_trip(store):
         token_endpoint_auth_method="client_secret_post",
         first_party=True,
         id_token_signed_response_alg="ES256",
-        resources=("https://api.example",),
+        audiences=("https://api.example",),
         created_at=NOW,
     )
     assert store.create_client(full) == full
@@ -215,6 +217,8 @@ def test_consent_upsert(store, client):
     store.save_consent(Consent(sub="u1", client_id="c1", scope="openid", granted_at=NOW))
     store.save_consent(Consent(sub="u1", client_id="c1", scope="openid email", granted_at=NOW + 1))
     assert store.get_consent("u1", "c1") == Consent("u1", "c1", "openid email", NOW + 1)
+    store.save_consent(Consent("u1", "c1", "openid", NOW + 2, redirect_uris=("http://127.0.0.1:5000/cb",)))
+    assert store.get_consent("u1", "c1").redirect_uris == ("http://127.0.0.1:5000/cb",)
     with pytest.raises(NotFound):
         store.save_consent(Consent(sub="u1", client_id="unknown", scope="openid"))
 
@@ -497,17 +501,34 @@ def test_nul_byte_is_a_value_error(store, call, field):
 def test_upgrade_is_idempotent(store_url):  # noqa: F811
     store = open_store(store_url)
     assert store.schema_version() == 0
-    assert store.upgrade() == ["create initial tables"]
+    assert store.upgrade() == ALL_STEPS
     assert store.upgrade() == []
-    assert store.schema_version() == 1
+    assert store.schema_version() == len(ALL_STEPS)
+    store.close()
+
+
+def test_version_1_database_keeps_its_clients_through_the_upgrade(store_url):  # noqa: F811
+    store = open_store(store_url)
+    with store._engine.begin() as conn:
+        schema.schema_migrations.create(conn)
+        migrate._step_1(conn)
+        conn.execute(sa.insert(schema.schema_migrations).values(version=1, name="x", applied_at=NOW))
+        conn.exec_driver_sql(
+            "INSERT INTO clients VALUES ('c1', 'old', NULL, '[]', '[]', '[\"client_credentials\"]', '', "
+            "'client_secret_basic', false, 'RS256', '[\"https://api.example\"]', 1.0)"
+        )
+    assert store.upgrade() == ALL_STEPS[1:]
+    client = store.get_client("c1")
+    assert client.audiences == ("https://api.example",)
+    assert client.allowed_origins == ()
     store.close()
 
 
 def test_concurrent_upgrade_from_threads(store_url):  # noqa: F811
     stores = [open_store(store_url) for _ in range(4)]
     applied = race(4, lambda i: stores[i].upgrade())
-    assert sorted(applied) == [[], [], [], ["create initial tables"]]
-    assert stores[0].schema_version() == 1
+    assert sorted(applied) == [[], [], [], ALL_STEPS]
+    assert stores[0].schema_version() == len(ALL_STEPS)
     for store in stores:
         store.close()
 
@@ -533,7 +554,7 @@ def test_concurrent_upgrade_from_processes(store_url):  # noqa: F811
     ]
     outputs = [p.communicate(timeout=30) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outputs
-    assert sorted(out.strip() for out, _ in outputs) == ["0", "1"]
+    assert sorted(out.strip() for out, _ in outputs) == ["0", str(len(ALL_STEPS))]
 
 
 def test_migrated_schema_matches_metadata(store):

@@ -25,7 +25,7 @@ def describe(client) -> dict:
         "scope": client.scope,
         "token_endpoint_auth_method": client.token_endpoint_auth_method,
         "first_party": client.first_party,
-        "resources": list(client.resources),
+        "resources": list(client.audiences),
     }
 
 

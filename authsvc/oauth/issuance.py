@@ -136,7 +136,7 @@ def audience_for(settings, client, resource: str | None) -> str:
     """RFC 8707: the requested resource when registered for the client, else the issuer."""
     if not resource:
         return settings.issuer
-    if resource in client.resources:
+    if resource in client.audiences:
         return resource
     raise InvalidTargetError("The resource is not registered for this client.")
 

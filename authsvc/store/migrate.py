@@ -26,18 +26,66 @@ from .sql_base import writing
 ADVISORY_LOCK_ID = 0x6175_7468_7376_63  # b"authsvc"
 
 
+def _v1_tables() -> sa.MetaData:
+    """The tables step 1 made that later steps changed, frozen as version 1 defined them."""
+    v1 = sa.MetaData(naming_convention=schema.metadata.naming_convention)
+
+    def client_fk() -> sa.ForeignKey:
+        return sa.ForeignKey("clients.client_id", ondelete="CASCADE")
+
+    sa.Table(
+        "clients",
+        v1,
+        sa.Column("client_id", sa.Text, primary_key=True),
+        sa.Column("name", sa.Text, nullable=False),
+        sa.Column("secret_hash", sa.Text),
+        sa.Column("redirect_uris", sa.Text, nullable=False),
+        sa.Column("post_logout_redirect_uris", sa.Text, nullable=False),
+        sa.Column("grant_types", sa.Text, nullable=False),
+        sa.Column("scope", sa.Text, nullable=False),
+        sa.Column("token_endpoint_auth_method", sa.Text, nullable=False),
+        sa.Column("first_party", sa.Boolean, nullable=False),
+        sa.Column("id_token_signed_response_alg", sa.Text, nullable=False),
+        sa.Column("resources", sa.Text, nullable=False),
+        sa.Column("created_at", sa.Double, nullable=False),
+    )
+    sa.Table(
+        "refresh_tokens",
+        v1,
+        sa.Column("token_hash", sa.Text, primary_key=True),
+        sa.Column("family_id", sa.Text, nullable=False, index=True),
+        sa.Column("client_id", sa.Text, client_fk(), nullable=False, index=True),
+        sa.Column("sub", sa.Text, nullable=False, index=True),
+        sa.Column("scope", sa.Text, nullable=False),
+        sa.Column("issued_at", sa.Double, nullable=False),
+        sa.Column("expires_at", sa.Double, nullable=False),
+        sa.Column("auth_time", sa.Double, nullable=False),
+        sa.Column("sid", sa.Text, index=True),
+        sa.Column("resource", sa.Text),
+        sa.Column("access_jti", sa.Text),
+        sa.Column("access_exp", sa.Double),
+        sa.Column("spent_at", sa.Double),
+        sa.Column("revoked_at", sa.Double),
+        sa.Column("successor_blob", sa.LargeBinary),
+    )
+    sa.Table(
+        "consents",
+        v1,
+        sa.Column("sub", sa.Text, primary_key=True),
+        sa.Column("client_id", sa.Text, client_fk(), primary_key=True, index=True),
+        sa.Column("scope", sa.Text, nullable=False),
+        sa.Column("granted_at", sa.Double, nullable=False),
+    )
+    return v1
+
+
 def _step_1(conn: sa.Connection) -> None:
-    tables = [
-        schema.store_meta,
-        schema.users,
-        schema.clients,
-        schema.authorization_codes,
-        schema.refresh_tokens,
-        schema.consents,
-        schema.revocations,
-        schema.counters,
-    ]
-    schema.metadata.create_all(conn, tables=tables, checkfirst=False)
+    v1 = _v1_tables()
+    schema.metadata.create_all(conn, tables=[schema.store_meta, schema.users], checkfirst=False)
+    v1.create_all(conn, tables=[v1.tables["clients"]], checkfirst=False)
+    schema.metadata.create_all(conn, tables=[schema.authorization_codes], checkfirst=False)
+    v1.create_all(conn, tables=[v1.tables["refresh_tokens"], v1.tables["consents"]], checkfirst=False)
+    schema.metadata.create_all(conn, tables=[schema.revocations, schema.counters], checkfirst=False)
     conn.execute(
         sa.insert(schema.store_meta),
         [
@@ -49,7 +97,22 @@ def _step_1(conn: sa.Connection) -> None:
     )
 
 
-STEPS: tuple[tuple[int, str, Callable[[sa.Connection], None]], ...] = ((1, "create initial tables", _step_1),)
+def _step_2(conn: sa.Connection) -> None:
+    # Hardening: default audiences per client, CORS origins, exact redirect URIs
+    # per consent, and the successor of a spent refresh token.
+    for statement in (
+        "ALTER TABLE clients RENAME COLUMN resources TO audiences",
+        "ALTER TABLE clients ADD COLUMN allowed_origins TEXT NOT NULL DEFAULT '[]'",
+        "ALTER TABLE consents ADD COLUMN redirect_uris TEXT NOT NULL DEFAULT '[]'",
+        "ALTER TABLE refresh_tokens ADD COLUMN successor_hash TEXT",
+    ):
+        conn.exec_driver_sql(statement)
+
+
+STEPS: tuple[tuple[int, str, Callable[[sa.Connection], None]], ...] = (
+    (1, "create initial tables", _step_1),
+    (2, "client audiences and origins, consent redirect URIs, refresh successors", _step_2),
+)
 
 
 def upgrade(engine: sa.Engine, *, clock: Callable[[], float] = time.time) -> list[str]:

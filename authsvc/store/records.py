@@ -30,7 +30,10 @@ class Client:
     token_endpoint_auth_method: str = "client_secret_basic"
     first_party: bool = False
     id_token_signed_response_alg: str = "RS256"
-    resources: tuple[str, ...] = ()
+    # Access-token audiences the client may ask for; the first is the default (RFC 8707).
+    audiences: tuple[str, ...] = ()
+    # Browser origins answered with CORS headers; never "*".
+    allowed_origins: tuple[str, ...] = ()
     created_at: float = 0.0
 
 
@@ -75,6 +78,7 @@ class RefreshToken:
     # The token response that replaced this one, encrypted under a key derived
     # from this (spent) token, so only its holder can read it in the grace window.
     successor_blob: bytes | None = None
+    successor_hash: str | None = None
 
 
 @dataclass(frozen=True)
@@ -94,6 +98,7 @@ class Consent:
     client_id: str
     scope: str
     granted_at: float = 0.0
+    redirect_uris: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

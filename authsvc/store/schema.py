@@ -68,7 +68,10 @@ clients = sa.Table(
     sa.Column("token_endpoint_auth_method", sa.Text, nullable=False),
     sa.Column("first_party", sa.Boolean, nullable=False),
     sa.Column("id_token_signed_response_alg", sa.Text, nullable=False),
-    sa.Column("resources", sa.Text, nullable=False),
+    # Audiences the client's access tokens may carry (RFC 8707); the first is the default.
+    sa.Column("audiences", sa.Text, nullable=False),
+    # Browser origins allowed to call the token, revocation and userinfo endpoints (CORS).
+    sa.Column("allowed_origins", sa.Text, nullable=False, server_default="[]"),
     sa.Column("created_at", sa.Double, nullable=False),
 )
 
@@ -111,6 +114,8 @@ refresh_tokens = sa.Table(
     sa.Column("spent_at", sa.Double),
     sa.Column("revoked_at", sa.Double),
     sa.Column("successor_blob", sa.LargeBinary),
+    # The token that replaced this one: a grace replay is answered only while it is unspent.
+    sa.Column("successor_hash", sa.Text),
 )
 
 consents = sa.Table(
@@ -120,6 +125,8 @@ consents = sa.Table(
     sa.Column("client_id", sa.Text, _client_fk(), primary_key=True, index=True),
     sa.Column("scope", sa.Text, nullable=False),
     sa.Column("granted_at", sa.Double, nullable=False),
+    # Exact redirect URIs the user approved (a loopback port change asks again, RFC 8252 §8.x).
+    sa.Column("redirect_uris", sa.Text, nullable=False, server_default="[]"),
 )
 
 # version is assigned from store_meta, not by the database: see sql_revocations.py.

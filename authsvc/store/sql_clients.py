@@ -22,7 +22,7 @@ from .sql_base import upsert
 from .sql_base import writing
 
 # Tuple fields of Client, kept as JSON arrays.
-_LISTS = ("redirect_uris", "post_logout_redirect_uris", "grant_types", "resources")
+_LISTS = ("redirect_uris", "post_logout_redirect_uris", "grant_types", "audiences", "allowed_origins")
 
 
 class ClientsMixin:
@@ -85,17 +85,23 @@ class ClientsMixin:
             row = conn.execute(query).first()
         if row is None:
             raise NotFound("consent not found")
-        return to_record(Consent, row)
+        return to_record(Consent, row, redirect_uris=tuple(json.loads(row._mapping["redirect_uris"])))
 
     def save_consent(self, consent: Consent) -> None:
         """Insert or replace a consent; NotFound when the client does not exist."""
         check_record(consent)
         try:
             with writing(self._engine) as conn:
-                insert = upsert(conn, consents).values(row_values(consent))
+                values = row_values(consent)
+                values["redirect_uris"] = json.dumps(list(consent.redirect_uris))
+                insert = upsert(conn, consents).values(values)
                 insert = insert.on_conflict_do_update(
                     index_elements=[consents.c.sub, consents.c.client_id],
-                    set_={"scope": insert.excluded.scope, "granted_at": insert.excluded.granted_at},
+                    set_={
+                        "scope": insert.excluded.scope,
+                        "granted_at": insert.excluded.granted_at,
+                        "redirect_uris": insert.excluded.redirect_uris,
+                    },
                 )
                 conn.execute(insert)
         except exc.IntegrityError as error:

@@ -125,7 +125,7 @@ def test_resource_becomes_the_audience(ok, client, store):
         jwt.decode(response.json["access_token"], options={"verify_signature": False})["aud"] == "https://api.example/"
     )
     listed = ok("clients", "list")[0][0]
-    assert listed["resources"] == ["https://api.example/"]
+    assert listed["audiences"] == ["https://api.example/"]
 
 
 @pytest.mark.parametrize(

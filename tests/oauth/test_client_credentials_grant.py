@@ -130,7 +130,7 @@ def test_resource_becomes_the_audience_when_registered(client, make_client, sett
         "api caller",
         grant_types=("client_credentials",),
         redirect_uris=(),
-        resources=["https://api.example", "https://b.example"],
+        audiences=["https://api.example", "https://b.example"],
     )
     for resource in ("https://api.example", "https://b.example"):
         response = client.post(
@@ -148,7 +148,7 @@ def test_resource_becomes_the_audience_when_registered(client, make_client, sett
 )
 def test_unregistered_resource_is_invalid_target(client, make_client, resource):
     record, secret = make_client(
-        "api caller", grant_types=("client_credentials",), redirect_uris=(), resources=["https://api.example"]
+        "api caller", grant_types=("client_credentials",), redirect_uris=(), audiences=["https://api.example"]
     )
     response = client.post("/token", data={**CC, "resource": resource}, headers=basic_auth(record.client_id, secret))
     assert_oauth_error(response, 400, "invalid_target")

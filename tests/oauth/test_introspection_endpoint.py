@@ -219,7 +219,7 @@ def test_a_resource_server_named_as_audience_may_introspect(client, make_client)
         grant_types=("client_credentials",),
         redirect_uris=(),
         scope="read",
-        resources=(rs_client.client_id,),
+        audiences=(rs_client.client_id,),
     )
     issued = client.post(
         "/token",
