@@ -25,7 +25,7 @@ def describe(client) -> dict:
         "scope": client.scope,
         "token_endpoint_auth_method": client.token_endpoint_auth_method,
         "first_party": client.first_party,
-        "resources": list(client.audiences),
+        "audiences": list(client.audiences),
     }
 
 
@@ -35,12 +35,18 @@ def describe(client) -> dict:
 @click.option("--post-logout-redirect-uri", "logout_uris", multiple=True, help="Exact post-logout URI (repeatable).")
 @click.option("--grant-type", "grant_types", multiple=True, type=click.Choice(accounts.GRANT_TYPES))
 @click.option("--scope", default="", help="Space-separated scopes the client may request.")
-@click.option("--resource", "resources", multiple=True, help="Audience URI the client may request (RFC 8707).")
+@click.option(
+    "--audience",
+    "--resource",
+    "audiences",
+    multiple=True,
+    help="Audience of its access tokens (repeatable; the first is the default, others by RFC 8707 `resource`).",
+)
 @click.option("--public", is_flag=True, help="No secret; PKCE is required (SPAs, native apps).")
 @click.option("--auth-method", type=click.Choice(accounts.AUTH_METHODS), default=None)
 @click.option("--first-party", is_flag=True, help="Skip the consent page.")
 @json_option
-def create(name, redirect_uris, logout_uris, grant_types, scope, resources, public, auth_method, first_party, as_json):
+def create(name, redirect_uris, logout_uris, grant_types, scope, audiences, public, auth_method, first_party, as_json):
     """Register a client; its secret is shown once."""
     client, secret = accounts.new_client(
         name,
@@ -53,9 +59,9 @@ def create(name, redirect_uris, logout_uris, grant_types, scope, resources, publ
         auth_method=auth_method,
         first_party=first_party,
     )
-    for resource in resources:
-        accounts.validate_redirect_uri(resource)
-    client = replace(client, resources=tuple(resources))
+    for audience in audiences:
+        accounts.validate_redirect_uri(audience)
+    client = replace(client, audiences=tuple(dict.fromkeys(audiences)))
     store = context.store()
     try:
         store.create_client(client)
