@@ -27,9 +27,17 @@ class Settings:
     access_token_ttl: int = 600
     id_token_ttl: int = 600
     refresh_token_ttl: int = 1209600
+    # CIDRs of reverse proxies whose X-Forwarded-For / X-Request-Id are believed; empty: the socket peer.
+    trusted_proxies: tuple[str, ...] = ()
+    # Where /metrics is served: "" means on the main bind, guarded by metrics_token when that is set.
+    metrics_bind: str = ""
+    metrics_token: str | None = None
+    # Clock skew the issuer's own endpoints (userinfo, introspection) allow after exp.
+    endpoint_leeway: int = 5
     # Not in the environment: fixed by the protocol or by our security choices.
     code_ttl: int = 60
-    refresh_grace: int = 10
+    # A refresh token just spent may be presented again for this long (two tabs, a lost answer).
+    refresh_grace: int = 5
     leeway: int = 60
     login_attempts_per_user: int = 10
     login_attempts_per_address: int = 50
@@ -71,6 +79,10 @@ class Settings:
             raise ConfigError("AUTHSVC_DATABASE_URL: use sqlite:///… or postgresql+psycopg://…")
         if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigError("AUTHSVC_REDIS_URL: use redis://host:port/db")
+        if not 0 <= self.endpoint_leeway <= 15:
+            raise ConfigError(f"AUTHSVC_ENDPOINT_LEEWAY: {self.endpoint_leeway} is out of range (0 to 15 s)")
+        if self.metrics_bind:
+            _check_bind(self.metrics_bind, "AUTHSVC_METRICS_BIND")
         for name in ("access_token_ttl", "id_token_ttl", "refresh_token_ttl"):
             value = getattr(self, name)
             if not 1 <= value <= 365 * 86400:
@@ -98,6 +110,21 @@ def _text(raw: str) -> str:
     return raw.strip()
 
 
+def _cidrs(raw: str) -> tuple[str, ...]:
+    import ipaddress
+
+    networks = []
+    for item in raw.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        try:
+            networks.append(str(ipaddress.ip_network(item, strict=False)))
+        except ValueError:
+            raise ValueError(f"{item!r} is not an IP address or CIDR") from None
+    return tuple(networks)
+
+
 _ENV = {
     "issuer": _text,
     "database_url": _text,
@@ -108,6 +135,10 @@ _ENV = {
     "access_token_ttl": _seconds,
     "id_token_ttl": _seconds,
     "refresh_token_ttl": _seconds,
+    "trusted_proxies": _cidrs,
+    "metrics_bind": _text,
+    "metrics_token": _text,
+    "endpoint_leeway": _seconds,
 }
 
 
@@ -127,7 +158,7 @@ def _check_issuer(issuer: str) -> None:
         raise ConfigError("AUTHSVC_ISSUER: http is allowed only on loopback; use https")
 
 
-def _check_bind(bind: str) -> None:
+def _check_bind(bind: str, variable: str = "AUTHSVC_BIND") -> None:
     host, sep, port = bind.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ConfigError(f"AUTHSVC_BIND: {bind!r} is not HOST:PORT")
+        raise ConfigError(f"{variable}: {bind!r} is not HOST:PORT")
