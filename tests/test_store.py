@@ -23,8 +23,8 @@ from authsvc.store import Client
 from authsvc.store import Consent
 from authsvc.store import RefreshToken
 from authsvc.store import User
-from authsvc.store import open_store
 from authsvc.store import migrate
+from authsvc.store import open_store
 from authsvc.store import schema
 from tests.dbs import postgres_url_or_skip
 from tests.dbs import store_url  # noqa: F401  (fixture)
