@@ -212,7 +212,7 @@ def healthy(fleet):
     for name in list(lab.HOSTS):
         for target in lab.TARGETS:
             lab.heal(name, target)
-    for name, host in fleet.hosts.items():
+    for host in fleet.hosts.values():
         if not host.process.alive():
             host.start()
     for name in ISSUER_HOSTS:

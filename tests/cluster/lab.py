@@ -267,7 +267,11 @@ class Balancer:
         """{server: "UP" | "DOWN" | "MAINT" | …} of the issuer backend."""
         text = self.command("show stat").lstrip("# ")
         rows = csv.DictReader(io.StringIO(text))
-        return {r["svname"]: r["status"].split(" ")[0] for r in rows if r["pxname"] == "issuers" and r["svname"] not in ("BACKEND", "FRONTEND")}
+        return {
+            r["svname"]: r["status"].split(" ")[0]
+            for r in rows
+            if r["pxname"] == "issuers" and r["svname"] not in ("BACKEND", "FRONTEND")
+        }
 
     def wait_status(self, host: str, wanted: str, timeout: float = 15.0) -> float:
         """Wait until ``host`` shows ``wanted``; return the seconds it took."""

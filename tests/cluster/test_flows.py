@@ -71,7 +71,12 @@ def sign_in(fleet, app, login_host, code_host, token_host):
     with fleet.only(token_host):
         tokens = requests.post(
             fleet.issuer + "/token",
-            data={"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT, "code_verifier": verifier},
+            data={
+                "grant_type": "authorization_code",
+                "code": code,
+                "redirect_uri": REDIRECT,
+                "code_verifier": verifier,
+            },
             auth=(client["client_id"], client["client_secret"]),
             timeout=10,
         )
@@ -154,7 +159,9 @@ def test_a_verifier_cut_off_from_the_issuer_fails_closed_and_recovers(healthy, v
     cut = time.monotonic()
     # Staleness bound 4 s: after it, verification fails closed.
     lab.wait_until(
-        lambda: verifier_polling.verify(token).get("error") == "VerifierUnavailable", 15.0, "the verifier to fail closed"
+        lambda: verifier_polling.verify(token).get("error") == "VerifierUnavailable",
+        15.0,
+        "the verifier to fail closed",
     )
     assert time.monotonic() - cut >= 3.0
     lab.heal("v1", "issuer")
