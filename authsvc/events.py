@@ -27,6 +27,7 @@ EVENTS = frozenset(
         "refresh.grace_replay",
         "refresh.reuse_detected",
         "refresh.family_revoked",
+        "refresh.client_mismatch",
         "code.reuse_detected",
         "client.created",
         "client.deleted",

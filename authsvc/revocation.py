@@ -65,6 +65,16 @@ def published_exp(entry, settings) -> float:
     return entry.exp
 
 
+def open_revocations(settings, store, clock) -> "Revocations":
+    """The revocation list over ``store``, fanned out through Redis when configured.
+
+    Needs no key ring: an admin command that only revokes (a password change)
+    works on a host without signing keys.
+    """
+    notifier = RedisNotifier(settings.redis_url, settings) if settings.redis_url else NullNotifier()
+    return Revocations(settings, store, clock, notifier)
+
+
 class Revocations:
     def __init__(self, settings, store, clock, notifier=None):
         self.settings = settings

@@ -22,6 +22,7 @@ PACKAGE = ROOT / "authsvc"
 LAYERS = {
     "config": 0,
     "errors": 0,
+    "events": 0,
     "keyring": 1,
     "store": 1,
     "revocation": 2,

@@ -290,7 +290,7 @@ def test_spend_refresh_token_once(store, client):
     store.create_refresh_token(token())
     assert store.spend_refresh_token("rt1", NOW + 1, token("rt2"), b"sealed")
     spent = store.get_refresh_token("rt1")
-    assert (spent.spent_at, spent.successor_blob) == (NOW + 1, b"sealed")
+    assert (spent.spent_at, spent.successor_blob, spent.successor_hash) == (NOW + 1, b"sealed", "rt2")
     assert store.get_refresh_token("rt2").spent_at is None
     assert not store.spend_refresh_token("rt1", NOW + 2, token("rt3"), b"late")
     with pytest.raises(NotFound):
@@ -314,6 +314,63 @@ def test_spend_refresh_token_race_has_one_winner(store, client):
     family = sa.select(sa.func.count()).where(schema.refresh_tokens.c.family_id == "f1")
     with store._engine.connect() as conn:
         assert conn.execute(family).scalar() == 2
+
+
+def test_replay_gets_the_sealed_successor_only_while_it_is_unspent(store, client):
+    """RFC 9700 §4.14.2: the grace answers a replay only until the successor is used."""
+    store.create_refresh_token(token())
+    assert store.spend_refresh_token("rt1", NOW, token("rt2"), b"sealed")
+    assert store.replay_refresh_token("rt1", spent_since=NOW - 5) == (b"sealed", None)
+    assert store.spend_refresh_token("rt2", NOW + 1, token("rt3"), b"sealed-2")
+    assert store.replay_refresh_token("rt1", spent_since=NOW - 5) == (None, "successor_used")
+    # The newest spend has its own grace, as long as rt3 is unspent.
+    assert store.replay_refresh_token("rt2", spent_since=NOW - 5) == (b"sealed-2", None)
+
+
+@pytest.mark.parametrize(
+    ("setup", "spent_since", "refused"),
+    [
+        (lambda s: None, NOW - 5, "unspent"),
+        (lambda s: s.spend_refresh_token("rt1", NOW, token("rt2"), b"x"), NOW + 1, "grace_over"),
+        (
+            lambda s: s.spend_refresh_token("rt1", NOW, token("rt2"), b"x") and s.revoke_family("f1", NOW),
+            NOW - 5,
+            "revoked",
+        ),
+    ],
+)
+def test_replay_is_refused_outside_the_grace(store, client, setup, spent_since, refused):
+    store.create_refresh_token(token())
+    setup(store)
+    assert store.replay_refresh_token("rt1", spent_since=spent_since) == (None, refused)
+    assert store.replay_refresh_token("nope", spent_since=spent_since) == (None, "unknown")
+
+
+def test_replay_of_a_token_whose_successor_is_missing_is_refused(store, client):
+    # A token spent before successors were recorded: no successor to check, so no grace.
+    store.create_refresh_token(token(spent_at=NOW, successor_blob=b"sealed"))
+    assert store.replay_refresh_token("rt1", spent_since=NOW - 5) == (None, "revoked")
+
+
+def test_replays_racing_the_successor_spend_never_get_it_after_the_spend(store, client):
+    """Replays on many threads while the successor is spent: none that starts after
+    the spend committed gets the successor (the check is one statement, one state)."""
+    store.create_refresh_token(token())
+    assert store.spend_refresh_token("rt1", NOW, token("rt2"), b"sealed")
+    committed = threading.Event()
+
+    def one(i):
+        if i == 0:
+            assert store.spend_refresh_token("rt2", NOW + 1, token("rt3"), b"sealed-2")
+            committed.set()
+            return None
+        started_after_spend = committed.is_set()
+        return started_after_spend, store.replay_refresh_token("rt1", spent_since=NOW - 5)
+
+    results = [r for r in race(20, one) if r is not None]
+    assert all(replay == (None, "successor_used") for after, replay in results if after)
+    assert all(replay in ((b"sealed", None), (None, "successor_used")) for _, replay in results)
+    assert store.replay_refresh_token("rt1", spent_since=NOW - 5) == (None, "successor_used")
 
 
 def test_revoke_family_returns_live_access_tokens(store, client):
@@ -436,23 +493,33 @@ def test_is_listed_and_listed_before(store):
 # counters
 
 
-def test_hit_counts_in_a_window_and_resets_in_the_next(store):
-    assert [store.hit("login:1.2.3.4", 60, NOW + i) for i in range(3)] == [1, 2, 3]
-    assert store.count("login:1.2.3.4", 60, NOW + 3) == 3
-    window_end = (NOW // 60 + 1) * 60
-    assert store.count("login:1.2.3.4", 60, window_end) == 0
-    assert store.hit("login:1.2.3.4", 60, window_end) == 1
-    store.reset_counter("login:1.2.3.4")
-    assert store.count("login:1.2.3.4", 60, window_end) == 0
-    assert store.count("never", 60, NOW) == 0
+def test_entries_fill_a_moving_window_and_leave_it_one_by_one(store):
+    key = "login:1.2.3.4"
+    assert [store.acquire_entry(key, 3, 60, NOW + i) for i in range(4)] == [True, True, True, False]
+    assert store.moving_window(key, 3, 60, NOW + 3) == (NOW, 3)
+    # The window includes its edge: the first entry counts until just after NOW + 60.
+    assert not store.acquire_entry(key, 3, 60, NOW + 60)
+    assert store.acquire_entry(key, 3, 60, NOW + 60.5)
+    assert not store.acquire_entry(key, 3, 60, NOW + 60.6)
+    store.clear_entries(key)
+    assert store.moving_window(key, 3, 60, NOW + 61) == (NOW + 61, 0)
+    assert store.moving_window("never", 3, 60, NOW) == (NOW, 0)
     with pytest.raises(ValueError):
-        store.hit("k", 0, NOW)
+        store.acquire_entry("k", 3, 0, NOW)
 
 
-def test_concurrent_hits_are_all_counted(store):
-    results = race(20, lambda i: store.hit("k", 3600, NOW))
-    assert sorted(results) == list(range(1, 21))
-    assert store.count("k", 3600, NOW) == 20
+def test_clear_entries_takes_the_exact_key_only(store):
+    for key in ("*", "a", "%"):
+        assert store.acquire_entry(key, 1, 60, NOW)
+    store.clear_entries("*")
+    store.clear_entries("%")
+    assert store.moving_window("a", 1, 60, NOW)[1] == 1
+
+
+def test_concurrent_entries_never_exceed_the_limit(store):
+    results = race(20, lambda i: store.acquire_entry("k", 5, 3600, NOW))
+    assert results.count(True) == 5
+    assert store.moving_window("k", 5, 3600, NOW)[1] == 5
 
 
 # housekeeping
@@ -464,15 +531,15 @@ def test_purge_expired(store, client):
     store.consume_code("fresh", NOW - 1)
     store.create_refresh_token(token("live", expires_at=NOW + 1))
     store.create_refresh_token(token("dead", expires_at=NOW - 1))
-    store.hit("old", 60, NOW - 120)
-    store.hit("new", 60, NOW)
+    store.acquire_entry("old", 5, 60, NOW - 120)
+    store.acquire_entry("new", 5, 60, NOW)
     assert store.purge_expired(NOW) == 3
     # A used code outlives its expiry, so a late replay is still caught.
     assert store.consume_code("fresh", NOW)[0] is not None
     assert store.get_refresh_token("live")
     with pytest.raises(NotFound):
         store.get_refresh_token("dead")
-    assert store.count("new", 60, NOW) == 1
+    assert store.moving_window("new", 5, 60, NOW)[1] == 1
 
 
 # input that must never reach the database
@@ -487,7 +554,7 @@ def test_purge_expired(store, client):
         (lambda s: s.create_client(Client("c", "n", redirect_uris=("https://a\x00",))), "redirect_uris"),
         (lambda s: s.consume_code("c\x00", NOW), "code_hash"),
         (lambda s: s.add_revocations([("jti", "j\x00", NOW, None)], NOW), "value"),
-        (lambda s: s.hit("k\x00", 60, NOW), "key"),
+        (lambda s: s.acquire_entry("k\x00", 5, 60, NOW), "key"),
     ],
 )
 def test_nul_byte_is_a_value_error(store, call, field):

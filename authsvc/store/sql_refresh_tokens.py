@@ -1,4 +1,6 @@
-"""Refresh tokens: create, get, spend exactly once (rotation) and revoke in bulk."""
+"""Refresh tokens: create, get, spend exactly once (rotation), judge a replay, and revoke in bulk."""
+
+from typing import NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy import exc
@@ -14,6 +16,15 @@ from .sql_base import reading
 from .sql_base import row_values
 from .sql_base import to_record
 from .sql_base import writing
+
+
+class GraceReplay(NamedTuple):
+    """What a spent refresh token presented again may still get."""
+
+    # The sealed successor response, when the grace holds; else None.
+    successor_blob: bytes | None
+    # Why the grace does not hold: "unknown", "unspent", "revoked", "grace_over", "successor_used".
+    refused: str | None = None
 
 
 class RefreshTokensMixin:
@@ -44,7 +55,8 @@ class RefreshTokensMixin:
 
         True for the one caller that wins. False when the token is unknown,
         spent or revoked: nothing is written then, and the caller decides
-        whether that is a reuse to punish.
+        whether that is a reuse to punish. The spent row keeps the sealed
+        response and the successor's hash, for ``replay_refresh_token``.
         """
         check_text(token_hash=token_hash)
         check_record(successor)
@@ -55,7 +67,7 @@ class RefreshTokensMixin:
                 tokens.c.spent_at.is_(None),
                 tokens.c.revoked_at.is_(None),
             )
-            .values(spent_at=now, successor_blob=successor_blob)
+            .values(spent_at=now, successor_blob=successor_blob, successor_hash=successor.token_hash)
         )
         try:
             with writing(self._engine) as conn:
@@ -68,6 +80,47 @@ class RefreshTokensMixin:
                 raise NotFound("client not found") from error
             raise AlreadyExists("successor refresh token exists already") from error
         return True
+
+    def replay_refresh_token(self, token_hash: str, spent_since: float) -> GraceReplay:
+        """Judge a spent token presented again: its sealed successor response, or why not.
+
+        The grace holds while the token was spent at or after ``spent_since``,
+        neither it nor its successor is revoked, and the successor is still
+        unspent: once the successor was used, the token is in two hands
+        (RFC 9700 §4.14.2). One statement reads both rows, so the answer is
+        one committed state: a replay never hands out a successor whose spend
+        had already committed, on any instance.
+        """
+        check_text(token_hash=token_hash)
+        spent, successor = tokens.alias("spent"), tokens.alias("successor")
+        query = (
+            sa.select(
+                spent.c.spent_at,
+                spent.c.revoked_at,
+                spent.c.successor_blob,
+                successor.c.token_hash.label("successor_hash"),
+                successor.c.spent_at.label("successor_spent_at"),
+                successor.c.revoked_at.label("successor_revoked_at"),
+            )
+            .select_from(spent.outerjoin(successor, successor.c.token_hash == spent.c.successor_hash))
+            .where(spent.c.token_hash == token_hash)
+        )
+        with reading(self._engine) as conn:
+            row = conn.execute(query).first()
+        if row is None:
+            return GraceReplay(None, "unknown")
+        if row.revoked_at is not None:
+            return GraceReplay(None, "revoked")
+        if row.spent_at is None:
+            return GraceReplay(None, "unspent")
+        # A successor that is missing (spent before successors were recorded) counts as revoked.
+        if row.successor_hash is None or row.successor_revoked_at is not None:
+            return GraceReplay(None, "revoked")
+        if row.spent_at < spent_since:
+            return GraceReplay(None, "grace_over")
+        if row.successor_spent_at is not None:
+            return GraceReplay(None, "successor_used")
+        return GraceReplay(row.successor_blob)
 
     def revoke_family(self, family_id: str, now: float, *, live_after: float | None = None) -> list[tuple[str, float]]:
         """Revoke every token of a family; return its (access_jti, access_exp) expiring after live_after (or now)."""

@@ -1,7 +1,13 @@
 """``python -m authsvc users create | list | disable | set-password``, checked at the login form and /token."""
 
+import logging
+from urllib.parse import urlencode
+
 import pytest
 
+from tests.conftest import pkce_pair
+from tests.conftest import query_of
+from tests.oauth_calls import claims_of
 from tests.oauth_calls import refresh
 from tests.oauth_calls import user_tokens
 
@@ -94,6 +100,55 @@ def test_set_password_changes_what_authenticates(ok, alice, flow):
     assert flow.login("alice", "a brand new passphrase").status_code == 303
 
 
+def signed_in(client, record) -> bool:
+    """Whether the browser's session cookie still counts: /authorize with prompt=none answers a code."""
+    _, challenge = pkce_pair()
+    params = {
+        "response_type": "code",
+        "client_id": record.client_id,
+        "redirect_uri": record.redirect_uris[0],
+        "scope": "openid",
+        "prompt": "none",
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+    }
+    response = client.get("/authorize?" + urlencode(params))
+    assert response.status_code == 302, response.get_data(as_text=True)[:300]
+    query = query_of(response.headers["Location"])
+    assert "code" in query or query.get("error") == "login_required", query
+    return "code" in query
+
+
+def test_set_password_signs_the_user_out_everywhere(ok, alice, rp, flow, client, clock, caplog):
+    """Whoever knew the old password may hold a session or tokens: a new password ends them all."""
+    caplog.set_level(logging.INFO, logger="authsvc.security")
+    record, secret = rp
+    tokens = user_tokens(flow, record, secret)
+    assert signed_in(client, record)
+
+    ok("users", "set-password", "alice", "--password-stdin", stdin="a brand new passphrase\n")
+
+    # The old browser session no longer counts as logged in …
+    assert not signed_in(client, record)
+    # … the old refresh token is refused …
+    response = refresh(client, record, secret, tokens["refresh_token"])
+    assert response.status_code == 400 and response.json["error"] == "invalid_grant"
+    # … and access tokens issued before are revoked, for every verifier, by a `sub` entry.
+    assert client.get("/userinfo", headers={"Authorization": "Bearer " + tokens["access_token"]}).status_code == 401
+    [entry] = [e for e in client.get("/revocations").json["sub"] if e["sub"] == alice["sub"]]
+    assert entry["before"] > claims_of(tokens["access_token"])["iat"]
+    events = [r for r in caplog.records if getattr(r, "event", None) == "user.password_changed"]
+    assert [e.sub for e in events] == [alice["sub"]]
+    assert "a brand new passphrase" not in caplog.text
+
+    # Signing in again with the new password starts a session that works.
+    clock.now = float(int(entry["before"]) + 1)
+    assert flow.login("alice", "a brand new passphrase").status_code == 303
+    assert signed_in(client, record)
+    fresh = user_tokens(flow, record, secret, login=False)
+    assert refresh(client, record, secret, fresh["refresh_token"]).status_code == 200
+
+
 def test_set_password_errors(fails, alice, flow):
     assert "--password-stdin" in fails("users", "set-password", "alice", "--json", stdin="new one\n")
     fails("users", "set-password", "alice", "--password-stdin", "--json", stdin="\n")
@@ -103,3 +158,15 @@ def test_set_password_errors(fails, alice, flow):
 
 def test_disable_unknown_user(fails, store):
     fails("users", "disable", "nobody", "--json")
+
+
+def test_user_changes_are_security_events_naming_only_the_subject(ok, store, caplog):
+    caplog.set_level(logging.INFO, logger="authsvc.security")
+    created, _ = ok("users", "create", "--username", "bob", "--password-stdin", stdin=PASSWORD + "\n")
+    ok("users", "set-password", "bob", "--password-stdin", stdin="another passphrase\n")
+    ok("users", "disable", "bob")
+
+    events = [(r.event, r.sub) for r in caplog.records if getattr(r, "event", None)]
+    sub = created["sub"]
+    assert events == [("user.created", sub), ("user.password_changed", sub), ("user.disabled", sub)]
+    assert PASSWORD not in caplog.text and "another passphrase" not in caplog.text

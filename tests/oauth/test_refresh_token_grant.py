@@ -1,11 +1,12 @@
 """The refresh token grant: rotation on every use, the grace window, and reuse
-detection that revokes the whole family (SECURITY.md B.25, B.36).
+detection that revokes the whole family (RFC 9700 §4.14.2; SECURITY.md B.25, B.36).
 
 Most tests run in-process with the fake clock; one runs 20 parallel
 refreshes against two real gunicorn instances sharing PostgreSQL.
 """
 
 import concurrent.futures
+import logging
 from dataclasses import replace
 
 import pytest
@@ -106,7 +107,7 @@ def test_no_id_token_on_refresh_without_openid(client, flow, alice, app_client):
 
 def test_the_just_spent_token_within_the_grace_window_returns_the_same_successor(client, app_client, tokens, clock):
     successor = refresh(client, app_client, tokens["refresh_token"]).get_json()
-    clock.advance(9)
+    clock.advance(4)
 
     again = refresh(client, app_client, tokens["refresh_token"])
 
@@ -114,6 +115,128 @@ def test_the_just_spent_token_within_the_grace_window_returns_the_same_successor
     assert again.get_json() == successor
     # The successor is still the one live token of the family.
     assert refresh(client, app_client, successor["refresh_token"]).status_code == 200
+
+
+def test_rfc9700_4_14_2_a_thief_replaying_in_the_grace_gets_the_successor_only_while_it_is_unspent(
+    client, app_client, tokens, clock
+):
+    """RFC 9700 §4.14.2: the client spends R1 and gets R2. A thief replaying R1 within
+    the grace gets R2 only while nobody has used R2; once the client has spent R2,
+    a replay of R1 — still within the grace — revokes the family, newest token included."""
+    second = refresh(client, app_client, tokens["refresh_token"]).get_json()
+    clock.advance(3)
+    stolen = refresh(client, app_client, tokens["refresh_token"])
+    assert stolen.status_code == 200 and stolen.get_json() == second  # R2 unspent: a retry, as far as anyone can tell
+
+    third = refresh(client, app_client, second["refresh_token"])
+    assert third.status_code == 200
+    third = third.get_json()
+    clock.advance(1)  # still within the 5 s grace of R1
+
+    assert_invalid_grant(refresh(client, app_client, tokens["refresh_token"]))
+
+    # The family is gone at once: the newest refresh token and every access token.
+    assert_invalid_grant(refresh(client, app_client, third["refresh_token"]))
+    assert_invalid_grant(refresh(client, app_client, second["refresh_token"]))
+    family_jtis = {unverified(t["access_token"])["jti"] for t in (tokens, second, third)}
+    assert family_jtis <= listed_jtis(client)
+
+
+def test_rfc9700_4_14_2_a_thief_who_spent_the_successor_is_caught_by_the_clients_retry(
+    client, app_client, tokens, clock
+):
+    """The reverse order: the thief replays R1 in the grace, gets R2 and spends it
+    first; the client's own retry of R1 a second later revokes everything the thief got."""
+    second = refresh(client, app_client, tokens["refresh_token"]).get_json()
+    clock.advance(2)
+    stolen = refresh(client, app_client, tokens["refresh_token"]).get_json()
+    thief = refresh(client, app_client, stolen["refresh_token"]).get_json()
+    clock.advance(1)
+
+    assert_invalid_grant(refresh(client, app_client, tokens["refresh_token"]))
+
+    assert_invalid_grant(refresh(client, app_client, thief["refresh_token"]))
+    assert unverified(thief["access_token"])["jti"] in listed_jtis(client)
+    assert client.get("/userinfo", headers={"Authorization": "Bearer " + thief["access_token"]}).status_code == 401
+    assert second["refresh_token"] == stolen["refresh_token"]
+
+
+def test_rfc9700_4_14_2_a_grace_replay_by_another_client_is_refused(client, app_client, tokens, make_client, caplog):
+    """The grace is bound to the client the token was issued to: another registered
+    client, authenticated with its own secret, gets invalid_grant and nothing else."""
+    caplog.set_level(logging.INFO, logger="authsvc.security")
+    second = refresh(client, app_client, tokens["refresh_token"]).get_json()
+    other = make_client("other", first_party=True)
+
+    response = refresh(client, other, tokens["refresh_token"])
+
+    assert_invalid_grant(response)
+    assert second["refresh_token"] not in response.get_data(as_text=True)
+    [mismatch] = security_events(caplog, "refresh.client_mismatch")
+    assert mismatch.client_id == app_client[0].client_id
+    assert mismatch.presenting_client_id == other[0].client_id
+    # The rightful client's own secret is still needed, too.
+    record, _ = app_client
+    wrong = client.post(
+        "/token",
+        data={"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]},
+        headers=basic_auth(record.client_id, "not-the-secret"),
+    )
+    assert wrong.status_code == 401 and wrong.get_json()["error"] == "invalid_client"
+    # Neither refusal touched the family: the rightful client carries on.
+    assert refresh(client, app_client, second["refresh_token"]).status_code == 200
+
+
+def test_a_grace_replay_for_a_disabled_user_is_refused(client, services, app_client, tokens, alice):
+    refresh(client, app_client, tokens["refresh_token"])
+    services.store.update_user(alice.sub, lambda user: replace(user, disabled=True))
+    assert_invalid_grant(refresh(client, app_client, tokens["refresh_token"]))
+
+
+def security_events(caplog, name):
+    return [record for record in caplog.records if getattr(record, "event", None) == name]
+
+
+def test_grace_replays_and_family_revocations_are_security_events_without_tokens(
+    client, services, app_client, tokens, clock, alice, caplog
+):
+    caplog.set_level(logging.INFO, logger="authsvc.security")
+    second = refresh(client, app_client, tokens["refresh_token"]).get_json()
+    clock.advance(1)
+    assert refresh(client, app_client, tokens["refresh_token"]).status_code == 200
+    third = refresh(client, app_client, second["refresh_token"]).get_json()
+    assert_invalid_grant(refresh(client, app_client, tokens["refresh_token"]))
+
+    family = {"client_id": app_client[0].client_id, "sub": alice.sub, "family_id": family_of(services, tokens)}
+    [grace] = security_events(caplog, "refresh.grace_replay")
+    [reuse] = security_events(caplog, "refresh.reuse_detected")
+    [revoked] = security_events(caplog, "refresh.family_revoked")
+    for record in (grace, reuse, revoked):
+        assert {name: getattr(record, name) for name in family} == family
+    assert reuse.reason == "successor_used" and reuse.levelno == logging.WARNING
+    assert revoked.access_tokens == 3
+
+    secrets = [body[kind] for body in (tokens, second, third) for kind in ("refresh_token", "access_token", "id_token")]
+    for record in caplog.records:
+        text = record.getMessage() + repr(vars(record))
+        assert not any(secret in text for secret in secrets), record.getMessage()
+
+
+def test_reuse_after_the_grace_is_a_security_event(client, app_client, tokens, clock, caplog):
+    caplog.set_level(logging.INFO, logger="authsvc.security")
+    refresh(client, app_client, tokens["refresh_token"])
+    clock.advance(6)
+
+    assert_invalid_grant(refresh(client, app_client, tokens["refresh_token"]))
+
+    [reuse] = security_events(caplog, "refresh.reuse_detected")
+    assert reuse.reason == "grace_over"
+    assert security_events(caplog, "refresh.family_revoked")
+    assert not security_events(caplog, "refresh.grace_replay")
+
+
+def family_of(services, body) -> str:
+    return services.store.get_refresh_token(oidc_hash(body["refresh_token"])).family_id
 
 
 def test_reuse_after_the_grace_window_revokes_the_whole_family(client, app_client, tokens, clock):
@@ -301,6 +424,39 @@ def test_parallel_refreshes_across_two_instances_get_one_successor(pg_pair):
         timeout=30,
     )
     assert follow.status_code == 200
+
+
+def test_replays_after_the_successor_was_spent_are_refused_on_every_instance(pg_pair):
+    """RFC 9700 §4.14.2 across instances: once R2 is spent (on one instance), 20 parallel
+    replays of R1 on both instances, within the grace, all get invalid_grant and the
+    newest token dies with its family."""
+    a, b = pg_pair.instances
+    dave = pg_pair.user("dave")
+    registered = pg_pair.client("--redirect-uri", "https://rp.example/cb", "--first-party")
+    client_id, secret = registered["client_id"], registered["client_secret"]
+    code, verifier = oidc.http_code(a.url, client_id, "https://rp.example/cb", FULL_SCOPE, dave)
+
+    def token(instance, **data):
+        return requests.post(instance.url + "/token", data=data, auth=(client_id, secret), timeout=30)
+
+    first = token(
+        b, grant_type="authorization_code", code=code, redirect_uri="https://rp.example/cb", code_verifier=verifier
+    ).json()
+    second = token(a, grant_type="refresh_token", refresh_token=first["refresh_token"]).json()
+    third = token(b, grant_type="refresh_token", refresh_token=second["refresh_token"]).json()
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=20) as pool:
+        replays = list(
+            pool.map(
+                lambda i: token((a, b)[i % 2], grant_type="refresh_token", refresh_token=first["refresh_token"]),
+                range(20),
+            )
+        )
+
+    assert [r.status_code for r in replays] == [400] * 20, [(r.status_code, r.text[:200]) for r in replays]
+    assert {r.json()["error"] for r in replays} == {"invalid_grant"}
+    newest = token(a, grant_type="refresh_token", refresh_token=third["refresh_token"])
+    assert newest.status_code == 400 and newest.json()["error"] == "invalid_grant"
 
 
 def oidc_hash(token: str) -> str:
