@@ -7,13 +7,17 @@ comparison is constant-time.
 
 import hashlib
 import hmac
+import ipaddress
+import re
 import secrets
 import unicodedata
+from urllib.parse import urlsplit
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError
 from argon2.exceptions import VerificationError
 
+from .config import SIGNING_ALGS
 from .errors import NotFound
 from .store import Client
 from .store import User
@@ -122,6 +126,7 @@ def new_client(
     auth_method: str | None = None,
     first_party: bool = False,
     id_token_alg: str = "RS256",
+    allowed_origins=(),
 ) -> tuple[Client, str | None]:
     """Build a client record and its one-time clear secret (None for public clients)."""
     if not name or len(name) > 200:
@@ -143,6 +148,9 @@ def new_client(
         raise ValueError("authorization_code needs at least one --redirect-uri")
     for uri in tuple(redirect_uris) + tuple(post_logout_redirect_uris):
         validate_redirect_uri(uri)
+    if id_token_alg not in SIGNING_ALGS:
+        raise ValueError(f"ID token algorithm must be one of {', '.join(SIGNING_ALGS)}")
+    origins = tuple(dict.fromkeys(validate_origin(origin) for origin in allowed_origins))
     secret = None if public else new_client_secret()
     client = Client(
         client_id="c_" + secrets.token_urlsafe(12),
@@ -155,26 +163,100 @@ def new_client(
         token_endpoint_auth_method=method,
         first_party=first_party,
         id_token_signed_response_alg=id_token_alg,
+        allowed_origins=origins,
         created_at=now,
     )
     return client, secret
 
 
 def validate_redirect_uri(uri: str) -> str:
-    """Accept absolute https URIs, http on loopback, and private-use schemes (RFC 8252)."""
-    from urllib.parse import urlsplit
+    """Accept absolute https URIs, http on a loopback IP literal, and private-use schemes (RFC 8252).
 
+    ``http://localhost`` is refused (RFC 8252 §8.3): the name may resolve to
+    another interface or host, and a program listening there would receive
+    the code; ``127.0.0.1`` and ``[::1]`` cannot be redirected that way.
+    """
+    parts = _absolute_uri(uri, "redirect URI")
+    if parts.scheme.lower() == "http":
+        if parts.hostname == "localhost":
+            port = f":{parts.port}" if parts.port else ""
+            raise ValueError(
+                f"redirect URI {uri!r}: use http://127.0.0.1{port}/… or http://[::1]{port}/…, "
+                "not localhost (RFC 8252 §8.3)"
+            )
+        if parts.hostname not in ("127.0.0.1", "::1"):
+            raise ValueError(f"redirect URI {uri!r}: http is allowed only on 127.0.0.1 or [::1]")
+    return uri
+
+
+def validate_audience(uri: str) -> str:
+    """Accept an absolute https URI, or http on loopback, as an access-token audience."""
+    parts = _absolute_uri(uri, "audience")
+    if parts.scheme.lower() == "http" and parts.hostname not in ("127.0.0.1", "localhost", "::1"):
+        raise ValueError(f"audience {uri!r}: http is allowed only on loopback")
+    return uri
+
+
+def _absolute_uri(uri: str, what: str):
     try:
         parts = urlsplit(uri)
+        parts.port  # noqa: B018 - raises ValueError on a port that is not a number in range
     except ValueError:
-        raise ValueError(f"redirect URI {uri!r} is not a URI") from None
+        raise ValueError(f"{what} {uri!r} is not a URI") from None
     scheme = parts.scheme.lower()
     if "#" in uri or not scheme:
-        raise ValueError(f"redirect URI {uri!r} must be absolute and have no fragment")
+        raise ValueError(f"{what} {uri!r} must be absolute and have no fragment")
     if scheme in ("javascript", "data", "vbscript", "file"):
-        raise ValueError(f"redirect URI scheme {scheme!r} is not allowed")
-    if scheme == "http" and parts.hostname not in ("127.0.0.1", "localhost", "::1"):
-        raise ValueError(f"redirect URI {uri!r}: http is allowed only on loopback")
+        raise ValueError(f"{what} scheme {scheme!r} is not allowed")
     if scheme in ("http", "https") and not parts.hostname:
-        raise ValueError(f"redirect URI {uri!r} has no host")
-    return uri
+        raise ValueError(f"{what} {uri!r} has no host")
+    return parts
+
+
+# A DNS name in its ASCII (punycode) form, as browsers put it in ``Origin``.
+_HOSTNAME = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*")
+_DEFAULT_PORTS = {"https": 443, "http": 80}
+
+
+def validate_origin(origin: str) -> str:
+    """Return a browser origin for CORS in the form browsers send it (RFC 6454 §6.2).
+
+    ``scheme://host[:port]`` and nothing else: https, or http on loopback
+    (``localhost`` included: an origin names the page a browser loaded, it
+    delivers nothing to a listener). Lower-cased, default port dropped, so a
+    plain string comparison with the ``Origin`` header decides. Never ``*``:
+    each origin is named.
+    """
+    shown = repr(origin)
+    if origin.strip() in ("*", "null"):
+        raise ValueError(f"allowed origin {shown}: name each origin (https://app.example), never '*' or 'null'")
+    shape = f"allowed origin {shown} must be scheme://host[:port] with scheme https or http"
+    if any(c.isspace() or not c.isprintable() for c in origin):
+        raise ValueError(shape)
+    try:
+        parts = urlsplit(origin)
+        port = parts.port
+    except ValueError:
+        raise ValueError(shape) from None
+    scheme, host = parts.scheme.lower(), parts.hostname or ""
+    if scheme not in _DEFAULT_PORTS or not parts.netloc or parts.username is not None or parts.password is not None:
+        raise ValueError(shape)
+    if parts.path or parts.query or parts.fragment or "?" in origin or "#" in origin:
+        raise ValueError(f"allowed origin {shown} must be scheme://host[:port], with no path (not even '/')")
+    if ":" in host:
+        try:
+            ip = ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError(f"allowed origin {shown} has an invalid IPv6 address") from None
+        netloc = f"[{ip.compressed}]"
+    elif _HOSTNAME.fullmatch(host):
+        netloc = host
+    else:
+        raise ValueError(f"allowed origin {shown}: the host must be a DNS name (punycode) or an IP address")
+    if scheme == "http" and netloc not in ("127.0.0.1", "[::1]", "localhost"):
+        raise ValueError(f"allowed origin {shown}: http is allowed only on loopback")
+    if port == 0:
+        raise ValueError(f"allowed origin {shown} has port 0")
+    if port is not None and port != _DEFAULT_PORTS[scheme]:
+        netloc += f":{port}"
+    return f"{scheme}://{netloc}"

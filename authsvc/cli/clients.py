@@ -5,6 +5,9 @@ from dataclasses import replace
 import click
 
 from .. import accounts
+from ..config import SIGNING_ALGS
+from ..errors import KeyRingError
+from ..keyring import Status
 from . import context
 from .output import emit
 from .output import json_option
@@ -26,6 +29,8 @@ def describe(client) -> dict:
         "token_endpoint_auth_method": client.token_endpoint_auth_method,
         "first_party": client.first_party,
         "audiences": list(client.audiences),
+        "allowed_origins": list(client.allowed_origins),
+        "id_token_signed_response_alg": client.id_token_signed_response_alg,
     }
 
 
@@ -42,11 +47,36 @@ def describe(client) -> dict:
     multiple=True,
     help="Audience of its access tokens (repeatable; the first is the default, others by RFC 8707 `resource`).",
 )
+@click.option(
+    "--allowed-origin",
+    "origins",
+    multiple=True,
+    help="Browser origin scheme://host[:port] that may call /token, /revoke and /userinfo (repeatable).",
+)
 @click.option("--public", is_flag=True, help="No secret; PKCE is required (SPAs, native apps).")
 @click.option("--auth-method", type=click.Choice(accounts.AUTH_METHODS), default=None)
 @click.option("--first-party", is_flag=True, help="Skip the consent page.")
+@click.option(
+    "--id-token-alg",
+    type=click.Choice(SIGNING_ALGS),
+    default=None,
+    help="Algorithm of its ID tokens (default RS256); the key ring must have an active key for it.",
+)
 @json_option
-def create(name, redirect_uris, logout_uris, grant_types, scope, audiences, public, auth_method, first_party, as_json):
+def create(
+    name,
+    redirect_uris,
+    logout_uris,
+    grant_types,
+    scope,
+    audiences,
+    origins,
+    public,
+    auth_method,
+    first_party,
+    id_token_alg,
+    as_json,
+):
     """Register a client; its secret is shown once."""
     client, secret = accounts.new_client(
         name,
@@ -58,9 +88,13 @@ def create(name, redirect_uris, logout_uris, grant_types, scope, audiences, publ
         public=public,
         auth_method=auth_method,
         first_party=first_party,
+        id_token_alg=id_token_alg or "RS256",
+        allowed_origins=origins,
     )
     for audience in audiences:
-        accounts.validate_redirect_uri(audience)
+        accounts.validate_audience(audience)
+    if id_token_alg:
+        _check_signing_key(id_token_alg)
     client = replace(client, audiences=tuple(dict.fromkeys(audiences)))
     store = context.store()
     try:
@@ -74,6 +108,17 @@ def create(name, redirect_uris, logout_uris, grant_types, scope, audiences, publ
         f"\nclient_secret: {secret}  (shown once: store it now)" if secret else ""
     )
     emit(doc, as_json, text)
+
+
+def _check_signing_key(alg: str) -> None:
+    """Refuse an ID-token algorithm the key ring cannot sign with yet: the client's logins would fail."""
+    try:
+        keyring = context.keyring()
+        signing = {key.alg for key in keyring.keys() if key.status is Status.ACTIVE}
+    except KeyRingError:
+        signing = set()
+    if alg not in signing:
+        raise ValueError(f"no active {alg} key in the key ring: run `python -m authsvc keys rotate --alg {alg}` first")
 
 
 @command.command("list")

@@ -19,8 +19,12 @@ PATHS = {
 }
 
 
-def metadata(settings) -> dict:
-    """Return the discovery document for ``settings.issuer``."""
+def metadata(settings, signing_algs) -> dict:
+    """Return the discovery document for ``settings.issuer``.
+
+    ``signing_algs`` are the algorithms the key ring has an active key for:
+    an ID token can be signed only with one of them, so no other is offered.
+    """
     issuer = settings.issuer
     doc = {"issuer": issuer}
     doc.update({name: issuer + path for name, path in PATHS.items()})
@@ -31,7 +35,7 @@ def metadata(settings) -> dict:
             "response_modes_supported": ["query"],
             "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
             "subject_types_supported": ["public"],
-            "id_token_signing_alg_values_supported": list(SIGNING_ALGS),
+            "id_token_signing_alg_values_supported": [alg for alg in SIGNING_ALGS if alg in signing_algs],
             "scopes_supported": list(SCOPE_DESCRIPTIONS),
             "claims_supported": [
                 "iss",

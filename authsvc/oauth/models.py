@@ -41,9 +41,22 @@ class ClientModel(ClientMixin):
 
     def check_redirect_uri(self, redirect_uri):
         # Exact string comparison (RFC 9700 §4.1.3): no prefix, no wildcard, no normalising.
-        # The one exception is the port of a loopback IP literal (below).
         if redirect_uri in self.record.redirect_uris:
             return True
+        return self.matches_by_loopback_port(redirect_uri)
+
+    def matches_by_loopback_port(self, redirect_uri) -> bool:
+        """True when ``redirect_uri`` is registered except for its loopback port.
+
+        The one exception to exact matching, for public (native) clients only
+        (RFC 8252 §7.3): a desktop app listens on whatever port the OS gives it.
+        A confidential client is a server with a fixed address, so a code for it
+        never goes to another local port. Whatever program holds the port gets
+        the code, so the authorization endpoint asks the user before a URI
+        allowed this way is used for the first time.
+        """
+        if not self.is_public or redirect_uri in self.record.redirect_uris:
+            return False
         requested = _loopback_parts(redirect_uri)
         return requested is not None and any(_loopback_parts(uri) == requested for uri in self.record.redirect_uris)
 

@@ -4,12 +4,15 @@ must sign in again (``prompt``, ``max_age``), and whether to ask for consent.
 https://openid.net/specs/openid-connect-core-1_0.html#AuthRequest
 """
 
+import logging
 from urllib.parse import urlencode
 
 from flask import redirect
 from flask import request
 
+from ..errors import KeyRingError
 from ..errors import NotFound
+from ..events import security_event
 from ..oauth.claims import describe_scopes
 from ..oauth.errors import ConsentRequiredError
 from ..oauth.errors import InvalidRequestError
@@ -20,6 +23,11 @@ from . import server
 from . import services
 from . import sessions
 from .errors import error_response
+
+log = logging.getLogger(__name__)
+
+# Loopback redirect URIs remembered per consent (RFC 8252 §7.3 ports).
+MAX_APPROVED_REDIRECT_URIS = 20
 
 
 def authorize_request():
@@ -36,7 +44,13 @@ def authorize_request():
         return redirect("/login?" + urlencode({"return_to": _after_login_url(), **_hint()}), code=303)
     client = grant.request.client.record
     scope = grant.request.scope or ""
-    if _needs_consent(login, client, scope, prompts):
+    if not _id_token_signable(client, scope):
+        return _error(_unavailable(grant))
+    # A redirect URI allowed only by its loopback port may be any program on the user's machine.
+    by_port = grant.request.client.matches_by_loopback_port(grant.redirect_uri)
+    port_only_uri = grant.redirect_uri if by_port else None
+    consent = None if client.first_party and not by_port else _consent(login, client)
+    if _needs_consent(consent, client, scope, port_only_uri, prompts):
         if "none" in prompts:
             return _error(ConsentRequiredError(redirect_uri=grant.redirect_uri, state=request.args.get("state")))
         if request.method == "GET" or not s.check_csrf(login):
@@ -44,10 +58,18 @@ def authorize_request():
 
             status = 200 if request.method == "GET" else 400
             error = None if status == 200 else "The consent form expired. Please decide again."
-            return render_page("consent.html", login, status, client=client, scopes=describe_scopes(scope), error=error)
+            return render_page(
+                "consent.html",
+                login,
+                status,
+                client=client,
+                scopes=describe_scopes(scope),
+                local_redirect_uri=port_only_uri,
+                error=error,
+            )
         if request.form.get("decision") != "allow":
             return srv.create_authorization_response(grant=grant, grant_user=None)
-        services().store.save_consent(Consent(login.user.sub, client.client_id, scope, services().clock()))
+        _save_consent(login, client, scope, consent, port_only_uri)
     return srv.create_authorization_response(grant=grant, grant_user=login)
 
 
@@ -78,16 +100,63 @@ def _needs_login(login, prompts) -> bool:
     return max_age is not None and services().clock() - login.auth_time > int(max_age)
 
 
-def _needs_consent(login, client, scope, prompts) -> bool:
-    if client.first_party:
-        return False
-    if "consent" in prompts:
-        return True
+def _consent(login, client) -> Consent | None:
     try:
-        consent = services().store.get_consent(login.user.sub, client.client_id)
+        return services().store.get_consent(login.user.sub, client.client_id)
     except NotFound:
+        return None
+
+
+def _needs_consent(consent, client, scope, port_only_uri, prompts) -> bool:
+    """Whether the user must be asked; ``port_only_uri`` is a redirect URI matched by loopback port only.
+
+    Such a URI needs the user's yes once for that exact URI, first-party
+    client or not: a second program on the machine can pick its own port,
+    PKCE and ``prompt=none``, and would otherwise get a code silently.
+    """
+    if client.first_party and port_only_uri is None:
+        return False
+    if "consent" in prompts or consent is None:
         return True
-    return not set(scope.split()) <= set(consent.scope.split())
+    if port_only_uri is not None and port_only_uri not in consent.redirect_uris:
+        return True
+    return not client.first_party and not set(scope.split()) <= set(consent.scope.split())
+
+
+def _save_consent(login, client, scope, previous, port_only_uri) -> None:
+    approved = previous.redirect_uris if previous else ()
+    if port_only_uri is not None:
+        # The latest few only: a native app on ephemeral ports would otherwise grow this without end.
+        approved = (*(uri for uri in approved if uri != port_only_uri), port_only_uri)[-MAX_APPROVED_REDIRECT_URIS:]
+    svc = services()
+    svc.store.save_consent(Consent(login.user.sub, client.client_id, scope, svc.clock(), redirect_uris=approved))
+    security_event(
+        "consent.granted", client_id=client.client_id, sub=login.user.sub, scope=scope, redirect_uri=port_only_uri
+    )
+
+
+def _id_token_signable(client, scope) -> bool:
+    """False when the client's ID-token algorithm has no active key, so its code could not be redeemed."""
+    if "openid" not in scope.split():
+        return True
+    keyring = services().keyring
+    keyring.reload_if_changed()
+    try:
+        keyring.active(client.id_token_signed_response_alg)
+    except KeyRingError as error:
+        log.error("client %s: cannot sign its ID tokens: %s", client.client_id, error)
+        return False
+    return True
+
+
+def _unavailable(grant) -> OAuth2Error:
+    # RFC 6749 §4.1.2.1: the error an authorization endpoint gives for a server-side problem.
+    return OAuth2Error(
+        "The server cannot sign ID tokens for this client right now.",
+        error="temporarily_unavailable",
+        redirect_uri=grant.redirect_uri,
+        state=request.args.get("state"),
+    )
 
 
 def _after_login_url() -> str:

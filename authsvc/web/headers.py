@@ -1,10 +1,13 @@
-"""Security headers on every response (SECURITY.md B.31–33)."""
+"""Security headers on every response (SECURITY.md B.31–33), and CORS where browser apps call (``cors.py``)."""
 
 CSP = "default-src 'none'; style-src 'self'; img-src 'self'; base-uri 'none'; frame-ancestors 'none'"
 
 
 def init_app(app) -> None:
+    from .cors import add_cors_headers
+
     app.after_request(add_security_headers)
+    app.after_request(add_cors_headers)
 
 
 def add_security_headers(response):

@@ -12,6 +12,7 @@ from flask import Response
 from flask import request
 from werkzeug.http import unquote_etag
 
+from ..keyring import Status
 from ..oauth.discovery import metadata
 from . import services
 
@@ -21,7 +22,11 @@ bp = Blueprint("wellknown", __name__)
 @bp.get("/.well-known/openid-configuration")
 @bp.get("/.well-known/oauth-authorization-server")
 def discovery():
-    return _json(metadata(services().settings), max_age=3600)
+    svc = services()
+    svc.keyring.reload_if_changed()
+    # Only what can be signed right now: an alg without an active key would give unusable ID tokens.
+    signing = {key.alg for key in svc.keyring.keys() if key.status is Status.ACTIVE}
+    return _json(metadata(svc.settings, signing), max_age=3600)
 
 
 @bp.get("/jwks.json")

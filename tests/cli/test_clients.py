@@ -6,6 +6,8 @@ import jwt
 import pytest
 
 from tests.conftest import basic_auth
+from tests.oidc import keyring  # noqa: F401  (a copy of one session-wide ring)
+from tests.oidc import keyring_template  # noqa: F401
 
 CC = {"grant_type": "client_credentials"}
 
@@ -140,6 +142,15 @@ def test_resource_becomes_the_audience(ok, client, store):
         ("--public", "--grant-type", "client_credentials"),
         ("--auth-method", "private_key_jwt"),
         ("--resource", "not a uri"),
+        ("--public", "--redirect-uri", "http://localhost:8080/cb"),
+        ("--redirect-uri", "https://rp.example/cb", "--allowed-origin", "*"),
+        ("--redirect-uri", "https://rp.example/cb", "--allowed-origin", "https://spa.example/"),
+        ("--redirect-uri", "https://rp.example/cb", "--allowed-origin", "https://spa.example/app"),
+        ("--redirect-uri", "https://rp.example/cb", "--allowed-origin", "http://spa.example"),
+        ("--redirect-uri", "https://rp.example/cb", "--allowed-origin", "null"),
+        ("--redirect-uri", "https://rp.example/cb", "--allowed-origin", "spa.example"),
+        ("--redirect-uri", "https://rp.example/cb", "--id-token-alg", "HS256"),
+        ("--redirect-uri", "https://rp.example/cb", "--id-token-alg", "none"),
     ],
 )
 def test_create_refuses_bad_registrations(fails, ok, store, args):
@@ -154,3 +165,55 @@ def test_create_needs_a_name(fails, store):
 
 def test_commands_before_db_upgrade_say_what_to_do(fails):
     assert "db upgrade" in fails("clients", "list", "--json")
+
+
+def test_localhost_redirect_uri_is_refused_with_the_ip_literal_to_use(fails, ok, store):
+    line = fails("clients", "create", "--name", "cli", "--public", "--redirect-uri", "http://localhost:8080/cb")
+    assert "http://127.0.0.1:8080/" in line and "localhost" in line
+    doc, _ = ok("clients", "create", "--name", "cli", "--public", "--redirect-uri", "http://127.0.0.1/cb")
+    assert ok("clients", "list")[0][0]["redirect_uris"] == ["http://127.0.0.1/cb"]
+
+
+def test_allowed_origins_are_stored_normalised_and_listed(ok, cli, store):
+    doc, _ = ok(
+        "clients",
+        "create",
+        "--name",
+        "spa",
+        "--public",
+        "--redirect-uri",
+        "https://spa.example/cb",
+        "--allowed-origin",
+        "https://SPA.example:443",
+        "--allowed-origin",
+        "http://127.0.0.1:5173",
+        "--allowed-origin",
+        "https://spa.example",
+    )
+    listed = ok("clients", "list")[0][0]
+    assert listed["client_id"] == doc["client_id"]
+    assert listed["allowed_origins"] == ["https://spa.example", "http://127.0.0.1:5173"]
+    code, text, _ = cli("clients", "list")
+    assert code == 0 and "allowed_origins=https://spa.example,http://127.0.0.1:5173" in text
+
+
+def test_id_token_alg_needs_an_active_key_first(ok, fails, store, keyring):  # noqa: F811
+    args = ("clients", "create", "--name", "rp", "--redirect-uri", "https://rp.example/cb")
+    line = fails(*args, "--id-token-alg", "ES256")
+    assert "ES256" in line and "keys rotate --alg ES256" in line
+    assert ok("clients", "list")[0] == []
+
+    ok("keys", "rotate", "--alg", "ES256")
+    doc, _ = ok(*args, "--id-token-alg", "ES256")
+    listed = ok("clients", "list")[0][0]
+    assert listed["client_id"] == doc["client_id"] and listed["id_token_signed_response_alg"] == "ES256"
+    # A key that is only published (next) signs nothing yet.
+    ok("keys", "add", "--alg", "EdDSA")
+    assert "keys rotate --alg EdDSA" in fails(*args, "--id-token-alg", "EdDSA")
+
+
+def test_id_token_alg_on_a_ring_never_started(fails, store):
+    line = fails(
+        "clients", "create", "--name", "rp", "--redirect-uri", "https://rp.example/cb", "--id-token-alg", "RS256"
+    )
+    assert "keys rotate --alg RS256" in line

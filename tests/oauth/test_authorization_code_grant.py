@@ -159,6 +159,49 @@ def test_id_token_is_signed_with_the_clients_registered_alg(client, flow, signed
     assert jwt.get_unverified_header(body["access_token"])["alg"] == "RS256"
 
 
+def test_a_client_whose_id_token_alg_has_no_key_gets_an_error_redirect_not_a_useless_code(
+    client, flow, signed_in, make_client, caplog
+):
+    # Registered for ES256 while the ring has no active ES256 key (removed after registration).
+    record, _ = make_client(id_token_alg="ES256")
+
+    response = client.get(authorize_path(record))
+
+    query = assert_error_redirect(response, "temporarily_unavailable")
+    assert "ID tokens" in query["error_description"]
+    assert "keys rotate --alg ES256" in caplog.text
+    # Without openid there is no ID token to sign: the request goes on to consent.
+    assert client.get(authorize_path(record, scope="profile")).status_code == 200
+
+
+def test_an_id_token_key_lost_before_the_exchange_is_a_503_not_a_500(
+    flow,
+    signed_in,
+    make_client,
+    keyring,  # noqa: F811 - the fixture
+    monkeypatch,
+):
+    from authsvc.errors import KeyRingError
+
+    keyring.rotate("ES256")
+    record, secret = make_client(id_token_alg="ES256")
+    code, verifier, _ = flow.code(record)
+    active = keyring.active
+
+    def without_es256(alg):
+        if alg == "ES256":
+            raise KeyRingError("no active ES256 key in keys; run `python -m authsvc keys rotate --alg ES256`")
+        return active(alg)
+
+    monkeypatch.setattr(keyring, "active", without_es256)
+    response = flow.exchange(record, secret, code, verifier)
+
+    assert response.status_code == 503
+    assert response.json["error"] == "temporarily_unavailable"
+    assert response.headers["Retry-After"]
+    assert "access_token" not in response.json
+
+
 def test_nonce_is_absent_from_the_id_token_when_not_sent(client, flow, signed_in, web_app):
     record, secret = web_app
     verifier, challenge = pkce_pair()

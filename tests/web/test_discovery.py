@@ -87,6 +87,22 @@ def test_no_none_algorithm_anywhere(metadata):
         assert not {v.lower() for v in values} & {"none", "hs256", "hs384", "hs512"}, name
 
 
+def test_id_token_algs_are_only_those_with_an_active_key(client, keyring):  # noqa: F811
+    def advertised():
+        return client.get(WELL_KNOWN[0]).json["id_token_signing_alg_values_supported"]
+
+    # The ring holds an RS256 key only: ES256 or EdDSA ID tokens could not be signed.
+    assert advertised() == ["RS256"]
+    keyring.add("EdDSA")  # published as next, not yet signing
+    assert advertised() == ["RS256"]
+    keyring.rotate("ES256")
+    assert advertised() == ["RS256", "ES256"]
+    keyring.rotate("EdDSA")
+    assert advertised() == ["RS256", "ES256", "EdDSA"]
+    # The same answer under both names.
+    assert client.get(WELL_KNOWN[1]).json["id_token_signing_alg_values_supported"] == advertised()
+
+
 def test_every_listed_endpoint_routes(client, metadata):
     urls = {k: v for k, v in metadata.items() if k.endswith(("_endpoint", "_uri")) and isinstance(v, str)}
     assert set(CONTRACT_ENDPOINTS) <= set(urls)
