@@ -594,7 +594,8 @@ def test_version_1_database_keeps_its_clients_through_the_upgrade(store_url):  #
 def test_concurrent_upgrade_from_threads(store_url):  # noqa: F811
     stores = [open_store(store_url) for _ in range(4)]
     applied = race(4, lambda i: stores[i].upgrade())
-    assert sorted(applied) == [[], [], [], ALL_STEPS]
+    # Each step exactly once, whichever thread took it.
+    assert sorted(name for names in applied for name in names) == sorted(ALL_STEPS)
     assert stores[0].schema_version() == len(ALL_STEPS)
     for store in stores:
         store.close()
@@ -621,7 +622,7 @@ def test_concurrent_upgrade_from_processes(store_url):  # noqa: F811
     ]
     outputs = [p.communicate(timeout=30) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outputs
-    assert sorted(out.strip() for out, _ in outputs) == ["0", str(len(ALL_STEPS))]
+    assert sum(int(out.strip()) for out, _ in outputs) == len(ALL_STEPS)
 
 
 def test_migrated_schema_matches_metadata(store):

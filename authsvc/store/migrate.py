@@ -76,6 +76,14 @@ def _v1_tables() -> sa.MetaData:
         sa.Column("scope", sa.Text, nullable=False),
         sa.Column("granted_at", sa.Double, nullable=False),
     )
+    sa.Table(
+        "counters",
+        v1,
+        sa.Column("key", sa.Text, primary_key=True),
+        sa.Column("window_start", sa.BigInteger, nullable=False),
+        sa.Column("count", sa.Integer, nullable=False),
+        sa.Column("expires_at", sa.BigInteger, nullable=False),
+    )
     return v1
 
 
@@ -85,7 +93,8 @@ def _step_1(conn: sa.Connection) -> None:
     v1.create_all(conn, tables=[v1.tables["clients"]], checkfirst=False)
     schema.metadata.create_all(conn, tables=[schema.authorization_codes], checkfirst=False)
     v1.create_all(conn, tables=[v1.tables["refresh_tokens"], v1.tables["consents"]], checkfirst=False)
-    schema.metadata.create_all(conn, tables=[schema.revocations, schema.counters], checkfirst=False)
+    schema.metadata.create_all(conn, tables=[schema.revocations], checkfirst=False)
+    v1.create_all(conn, tables=[v1.tables["counters"]], checkfirst=False)
     conn.execute(
         sa.insert(schema.store_meta),
         [
@@ -109,9 +118,46 @@ def _step_2(conn: sa.Connection) -> None:
         conn.exec_driver_sql(statement)
 
 
+def _step_3(conn: sa.Connection) -> None:
+    # Fixed-window counts become moving-window entries. The old counts cannot
+    # be converted (they carry no times) and live for one window at most:
+    # the table is replaced, not altered.
+    conn.exec_driver_sql("DROP TABLE counters")
+    schema.metadata.create_all(conn, tables=[schema.counters], checkfirst=False)
+
+
+def _step_4(conn: sa.Connection) -> None:
+    # DPoP (RFC 9449): bound clients and refresh tokens, and one-time proof identifiers.
+    conn.exec_driver_sql("ALTER TABLE clients ADD COLUMN dpop_bound BOOLEAN NOT NULL DEFAULT false")
+    conn.exec_driver_sql("ALTER TABLE refresh_tokens ADD COLUMN dpop_jkt TEXT")
+    schema.metadata.create_all(conn, tables=[schema.used_jtis], checkfirst=False)
+
+
+def _step_5(conn: sa.Connection) -> None:
+    # private_key_jwt, PAR, the device grant, back-channel logout and the account page.
+    for statement in (
+        "ALTER TABLE clients ADD COLUMN jwks TEXT",
+        "ALTER TABLE clients ADD COLUMN jwks_uri TEXT",
+        "ALTER TABLE clients ADD COLUMN require_par BOOLEAN NOT NULL DEFAULT false",
+        "ALTER TABLE clients ADD COLUMN backchannel_logout_uri TEXT",
+    ):
+        conn.exec_driver_sql(statement)
+    tables = [
+        schema.pushed_requests,
+        schema.device_codes,
+        schema.sessions,
+        schema.session_clients,
+        schema.logout_outbox,
+    ]
+    schema.metadata.create_all(conn, tables=tables, checkfirst=False)
+
+
 STEPS: tuple[tuple[int, str, Callable[[sa.Connection], None]], ...] = (
     (1, "create initial tables", _step_1),
     (2, "client audiences and origins, consent redirect URIs, refresh successors", _step_2),
+    (3, "moving-window rate-limit entries", _step_3),
+    (4, "DPoP-bound clients and refresh tokens, one-time identifiers", _step_4),
+    (5, "client keys, PAR, device codes, sessions, back-channel logout outbox", _step_5),
 )
 
 

@@ -34,6 +34,14 @@ class Client:
     audiences: tuple[str, ...] = ()
     # Browser origins answered with CORS headers; never "*".
     allowed_origins: tuple[str, ...] = ()
+    # RFC 9449: every token request must carry a DPoP proof.
+    dpop_bound: bool = False
+    # private_key_jwt: the client's public keys (a JSON JWKS document) or where to fetch them.
+    jwks: str | None = None
+    jwks_uri: str | None = None
+    # RFC 9126: only pushed authorization requests are accepted.
+    require_par: bool = False
+    backchannel_logout_uri: str | None = None
     created_at: float = 0.0
 
 
@@ -79,6 +87,8 @@ class RefreshToken:
     # from this (spent) token, so only its holder can read it in the grace window.
     successor_blob: bytes | None = None
     successor_hash: str | None = None
+    # RFC 9449 §5: the JWK thumbprint a public client's refresh token is bound to.
+    dpop_jkt: str | None = None
 
 
 @dataclass(frozen=True)

@@ -68,6 +68,15 @@ clients = sa.Table(
     sa.Column("token_endpoint_auth_method", sa.Text, nullable=False),
     sa.Column("first_party", sa.Boolean, nullable=False),
     sa.Column("id_token_signed_response_alg", sa.Text, nullable=False),
+    # RFC 9449: every token of this client must be DPoP-bound.
+    sa.Column("dpop_bound", sa.Boolean, nullable=False, server_default=sa.false()),
+    # private_key_jwt (RFC 7523): the client's public keys, inline (JSON JWKS) or by URL.
+    sa.Column("jwks", sa.Text),
+    sa.Column("jwks_uri", sa.Text),
+    # RFC 9126: authorization requests only through /par.
+    sa.Column("require_par", sa.Boolean, nullable=False, server_default=sa.false()),
+    # OpenID Connect Back-Channel Logout 1.0.
+    sa.Column("backchannel_logout_uri", sa.Text),
     # Audiences the client's access tokens may carry (RFC 8707); the first is the default.
     sa.Column("audiences", sa.Text, nullable=False),
     # Browser origins allowed to call the token, revocation and userinfo endpoints (CORS).
@@ -116,6 +125,8 @@ refresh_tokens = sa.Table(
     sa.Column("successor_blob", sa.LargeBinary),
     # The token that replaced this one: a grace replay is answered only while it is unspent.
     sa.Column("successor_hash", sa.Text),
+    # RFC 9449 §5: a public client's refresh token is bound to its DPoP key (JWK thumbprint).
+    sa.Column("dpop_jkt", sa.Text),
 )
 
 consents = sa.Table(
@@ -141,12 +152,92 @@ revocations = sa.Table(
     sa.Index(None, "kind", "value", unique=True),
 )
 
+# Rate limits (moving window): per key, the times of the latest accepted attempts.
 counters = sa.Table(
     "counters",
     metadata,
     sa.Column("key", sa.Text, primary_key=True),
-    sa.Column("window_start", sa.BigInteger, nullable=False),
-    sa.Column("count", sa.Integer, nullable=False),
-    # When the window ends, so purge_expired can drop the row.
-    sa.Column("expires_at", sa.BigInteger, nullable=False),
+    # JSON array of unix times, newest first, at most the limit's number of entries.
+    sa.Column("entries", sa.Text, nullable=False),
+    # When the newest entry leaves the window, so purge_expired can drop the row.
+    sa.Column("expires_at", sa.Double, nullable=False),
+)
+
+# One-time identifiers seen (DPoP proof jti, client assertion jti), kept until they expire,
+# so a replay is refused on every instance. ``key`` is a namespace plus a hash of the value.
+used_jtis = sa.Table(
+    "used_jtis",
+    metadata,
+    sa.Column("key", sa.Text, primary_key=True),
+    sa.Column("expires_at", sa.Double, nullable=False, index=True),
+)
+
+# RFC 9126: pushed authorization requests, single use, keyed by a hash of the request_uri.
+pushed_requests = sa.Table(
+    "pushed_requests",
+    metadata,
+    sa.Column("request_uri_hash", sa.Text, primary_key=True),
+    sa.Column("client_id", sa.Text, _client_fk(), nullable=False, index=True),
+    # The authorization parameters, as a JSON object of strings.
+    sa.Column("params", sa.Text, nullable=False),
+    sa.Column("expires_at", sa.Double, nullable=False),
+    sa.Column("used_at", sa.Double),
+)
+
+# RFC 8628: device authorization grants, keyed by a hash of the device_code.
+device_codes = sa.Table(
+    "device_codes",
+    metadata,
+    sa.Column("device_code_hash", sa.Text, primary_key=True),
+    sa.Column("user_code", sa.Text, nullable=False, unique=True),
+    sa.Column("client_id", sa.Text, _client_fk(), nullable=False, index=True),
+    sa.Column("scope", sa.Text, nullable=False),
+    sa.Column("resource", sa.Text),
+    sa.Column("expires_at", sa.Double, nullable=False),
+    sa.Column("interval", sa.Integer, nullable=False),
+    sa.Column("last_polled_at", sa.Double),
+    # pending | approved | denied | consumed
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("sub", sa.Text),
+    sa.Column("auth_time", sa.Double),
+    sa.Column("sid", sa.Text),
+)
+
+# Browser sessions, for the account page and back-channel logout (the cookie stays the credential).
+sessions = sa.Table(
+    "sessions",
+    metadata,
+    sa.Column("sid", sa.Text, primary_key=True),
+    sa.Column("sub", sa.Text, nullable=False, index=True),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.Column("last_seen_at", sa.Double, nullable=False),
+    sa.Column("expires_at", sa.Double, nullable=False),
+    sa.Column("user_agent", sa.Text, nullable=False),
+    sa.Column("address", sa.Text, nullable=False),
+    sa.Column("ended_at", sa.Double),
+)
+
+# Which clients were issued tokens in a session: who gets a back-channel logout token.
+session_clients = sa.Table(
+    "session_clients",
+    metadata,
+    sa.Column("sid", sa.Text, primary_key=True),
+    sa.Column("client_id", sa.Text, _client_fk(), primary_key=True, index=True),
+    sa.Column("first_at", sa.Double, nullable=False),
+)
+
+# Back-channel logout deliveries: written with the logout, sent by whichever instance claims them.
+logout_outbox = sa.Table(
+    "logout_outbox",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("client_id", sa.Text, _client_fk(), nullable=False, index=True),
+    sa.Column("uri", sa.Text, nullable=False),
+    sa.Column("logout_token", sa.Text, nullable=False),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.Column("next_attempt_at", sa.Double, nullable=False, index=True),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("claimed_until", sa.Double),
+    sa.Column("delivered_at", sa.Double),
+    sa.Column("last_error", sa.Text),
 )
