@@ -8,6 +8,7 @@ empty store. Their credentials are printed once, when they are created.
 import secrets
 import sys
 import time
+from dataclasses import replace
 
 from . import accounts
 from .config import Settings
@@ -16,6 +17,8 @@ from .services import open_keyring
 from .store import open_store
 
 DEMO_REDIRECT_URI = "http://127.0.0.1:8001/callback"
+# The audience of examples/resource_server.py: the demo client's tokens are for that service.
+DEMO_AUDIENCE = "http://127.0.0.1:8001"
 
 
 def main() -> None:
@@ -39,6 +42,7 @@ def main() -> None:
             grant_types=("authorization_code", "refresh_token", "client_credentials"),
             scope="api:read api:write",
         )
+        client = replace(client, audiences=(DEMO_AUDIENCE,))
         store.create_client(client)
     finally:
         store.close()
@@ -46,7 +50,8 @@ def main() -> None:
         "authsvc: created demo accounts (shown once, keep them):\n"
         f"  user      demo / {password}\n"
         f"  client    {client.client_id} / {secret}\n"
-        f"  redirect  {DEMO_REDIRECT_URI}"
+        f"  redirect  {DEMO_REDIRECT_URI}\n"
+        f"  audience  {DEMO_AUDIENCE}"
     )
 
 

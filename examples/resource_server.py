@@ -1,9 +1,16 @@
 """A resource server that accepts authsvc access tokens, verified offline.
 
+Register the clients that call it with this service's audience (the demo client that
+``make run`` creates already is), then start it:
+
+    python -m authsvc clients create --name demo --grant-type client_credentials \
+        --scope api:read --audience http://127.0.0.1:8001
     AUTHSVC_ISSUER=http://127.0.0.1:8000 python examples/resource_server.py
     curl -H "Authorization: Bearer $ACCESS_TOKEN" http://127.0.0.1:8001/hello
 
-AUDIENCE is the ``aud`` this service expects in its tokens (the issuer URL by default).
+AUDIENCE is this service's own identifier, the ``aud`` it accepts: by default its own
+URL, http://127.0.0.1:PORT. Tokens of clients registered for another audience, or
+for none (``aud`` = the issuer, meant for the issuer's own endpoints), get 401.
 Set AUTHSVC_REDIS_URL to hear revocations within a second instead of a poll interval.
 PORT (8001) is where it listens; AUTHSVC_POLL_INTERVAL (5 s) is how often it fetches
 the revocation list.
@@ -23,8 +30,9 @@ from authsvc.verify import TokenVerifier  # noqa: E402
 from authsvc.verify import require_token  # noqa: E402
 
 ISSUER = os.environ.get("AUTHSVC_ISSUER", "http://127.0.0.1:8000")
-AUDIENCE = os.environ.get("AUDIENCE", ISSUER)
 PORT = int(os.environ.get("PORT", "8001"))
+# The service's own identifier, never the issuer's: a token for another service must not pass here.
+AUDIENCE = os.environ.get("AUDIENCE", f"http://127.0.0.1:{PORT}")
 POLL_INTERVAL = float(os.environ.get("AUTHSVC_POLL_INTERVAL", "5"))
 
 verifier = TokenVerifier(

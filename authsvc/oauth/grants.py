@@ -18,7 +18,9 @@ from authlib.oidc.core.grants import OpenIDCode
 from ..errors import NotFound
 from ..store import AuthorizationCode
 from ..tokens import new_jti
+from .issuance import InvalidTargetError
 from .issuance import IssuesTokens
+from .issuance import audience_for
 from .issuance import secret_hash
 from .models import CodeModel
 
@@ -88,7 +90,16 @@ class AuthorizationCodeGrant(IssuesTokens, grants.AuthorizationCodeGrant):
     def validate_authorization_request(self):
         # RFC 6749 §3.1: authorization parameters must not be repeated.
         self.validate_no_multiple_request_parameter(self.request)
-        return super().validate_authorization_request()
+        redirect_uri = super().validate_authorization_request()
+        # RFC 8707 §2: refuse an unknown resource here, before the user is asked to consent.
+        try:
+            audience_for(
+                self.server.services.settings, self.request.client.record, self.request.payload.data.get("resource")
+            )
+        except InvalidTargetError as error:
+            error.redirect_uri, error.state = redirect_uri, self.request.payload.state
+            raise
+        return redirect_uri
 
 
 class S256CodeChallenge(CodeChallenge):

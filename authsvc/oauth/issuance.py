@@ -1,5 +1,17 @@
 """How a grant turns into tokens: the access token, the refresh token record,
 and the sealed copy of a rotation's response kept for the grace window.
+
+Two rules decide what a token response holds:
+
+- Audience (RFC 8707): an access token names one service. A request with
+  ``resource`` gets that resource when it is registered for the client; a
+  request without one gets the client's default, the first audience it was
+  registered with. A client with no audience gets tokens whose ``aud`` is the
+  issuer, good only at the issuer's own endpoints (userinfo, introspection):
+  no resource server should accept them.
+- Refresh tokens (OpenID Connect Core §11): issued to a user's grant only when
+  the client may use the refresh_token grant and either the user granted
+  ``offline_access`` (on the consent page) or the client is first-party.
 """
 
 import base64
@@ -10,6 +22,7 @@ import secrets
 from dataclasses import dataclass
 
 from authlib.oauth2.base import OAuth2Error
+from authlib.oauth2.rfc6749.errors import InvalidGrantError
 from authlib.oauth2.rfc6749.errors import InvalidScopeError
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
@@ -72,7 +85,14 @@ def issue_tokens(server, grant, *, user, scope, include_refresh_token) -> dict:
     if user is None:
         scope = _client_credentials_scope(client, scope)
     scope = scope or ""
-    resource = context.resource if context else request.form.get("resource")
+    # The grant's own resource (from the authorization request, kept on the code and
+    # on every refresh token after it) is what a refresh token carries forward.
+    granted_resource = context.resource if context else None
+    resource = requested_resource(request.form, granted_resource)
+    refreshable = user is not None and include_refresh_token and offers_refresh(client, context.scope)
+    if user is not None and request.refresh_token is not None and not refreshable:
+        # Issued before this rule, or the client lost first-party since: the grant no longer allows it.
+        raise InvalidGrantError("This grant does not allow offline access (scope offline_access).")
     access_token, claims = services.tokens.mint_access_token(
         client_id=client.client_id,
         sub=user.sub if user else client.client_id,
@@ -89,7 +109,7 @@ def issue_tokens(server, grant, *, user, scope, include_refresh_token) -> dict:
         "scope": scope,
     }
     refresh = None
-    if user is not None and include_refresh_token:
+    if refreshable:
         plain = secrets.token_urlsafe(32)
         now = services.clock()
         refresh = RefreshToken(
@@ -105,7 +125,7 @@ def issue_tokens(server, grant, *, user, scope, include_refresh_token) -> dict:
             expires_at=now + services.settings.refresh_token_ttl,
             auth_time=context.auth_time,
             sid=context.sid,
-            resource=resource,
+            resource=granted_resource,
             access_jti=claims["jti"],
             access_exp=claims["exp"],
         )
@@ -132,10 +152,46 @@ def _client_credentials_scope(client, requested) -> str:
     return " ".join(dict.fromkeys(wanted))
 
 
+def offers_refresh(client, granted_scope: str) -> bool:
+    """Whether a user's grant to ``client`` comes with a refresh token.
+
+    OpenID Connect Core §11: a refresh token lets the client act while the user
+    is away, so the user must have granted ``offline_access``, and a client that
+    is not first-party always shows the consent page for a scope not yet
+    consented to. A first-party client (``clients create --first-party``) is the
+    operator's own app, whose consent page is skipped anyway: it gets refresh
+    tokens without asking for ``offline_access``.
+    """
+    if "refresh_token" not in client.grant_types:
+        return False
+    return client.first_party or "offline_access" in (granted_scope or "").split()
+
+
+def requested_resource(form, granted: str | None) -> str | None:
+    """The one ``resource`` a token request names (RFC 8707 §2), or the grant's.
+
+    A code or refresh token bound to a resource at authorization time issues
+    tokens for that resource only; one that was not may name any resource
+    registered for the client. (A repeated ``resource`` never gets here: the
+    token endpoint refuses every repeated parameter.)
+    """
+    asked = form.get("resource")
+    if not asked:
+        return granted
+    if granted and asked != granted:
+        raise InvalidTargetError("The resource is not the one this grant was authorized for.")
+    return asked
+
+
 def audience_for(settings, client, resource: str | None) -> str:
-    """RFC 8707: the requested resource when registered for the client, else the issuer."""
+    """RFC 8707: the requested resource when registered for the client, else its default audience.
+
+    The default is the first audience the client was registered with. A client
+    with none gets the issuer: such a token is for the issuer's own endpoints
+    (userinfo, introspection) and for no resource server.
+    """
     if not resource:
-        return settings.issuer
+        return client.audiences[0] if client.audiences else settings.issuer
     if resource in client.audiences:
         return resource
     raise InvalidTargetError("The resource is not registered for this client.")

@@ -7,6 +7,11 @@ list current in a background thread, optionally hurried along by Redis fan-out. 
 or raises an ``InvalidToken`` subclass. ``require_token`` (Flask) and ``VerifierMiddleware``
 (WSGI) turn those exceptions into RFC 6750 responses.
 
+``audience`` is this service's own identifier, the one its clients are registered with
+(``clients create --audience URI``), never the issuer's URL: a token whose ``aud`` is the
+issuer was issued to a client with no audience and is meant only for the issuer's own
+endpoints. A verifier built with the issuer as its audience logs a warning once.
+
 Only the standard library, PyJWT and cryptography are imported here; Flask and redis are
 imported when, and only when, ``require_token`` or a ``redis_url`` asks for them. Nothing
 from the rest of authsvc is imported, so a resource server can install this alone.

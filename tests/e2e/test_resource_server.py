@@ -2,7 +2,8 @@
 
 Real processes on loopback: a gunicorn authsvc (tests/servers.py) and the example
 resource server, ``examples/resource_server.py``, started as its own process with a
-short revocation poll interval. Users sign in through the issuer's real login form
+short revocation poll interval and its default audience, its own URL; the apps are
+registered with that audience. Users sign in through the issuer's real login form
 (a first-party app, so no consent page), the resource server serves them, and after
 a logout or a revocation at ``/revoke`` it refuses that token within one poll interval
 while other tokens keep working. With Redis on both sides and a one-minute poll, a
@@ -38,6 +39,8 @@ POLL = 1.0
 # margin for a loaded machine. The assertion is "within the poll interval", not a speed.
 WITHIN_POLL = POLL * 1.1 + 3.0
 REDIS_POLL = 60.0
+# An audience named by AUDIENCE rather than the example's default (its own URL).
+SERVICE_AUDIENCE = "https://orders.example"
 WITHIN_REDIS = 1.0
 
 
@@ -49,12 +52,16 @@ class ResourceServer(LoopbackProcess):
     ready_path = "/hello"
     ready_status = 401
 
-    def __init__(self, issuer: str, log_dir, *, poll: float, redis_url: str | None = None):
+    def __init__(self, issuer: str, log_dir, *, poll: float, redis_url: str | None = None, audience: str | None = None):
         port = free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHSVC_")}
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHSVC_") and k != "AUDIENCE"}
         env.update(AUTHSVC_ISSUER=issuer, PORT=str(port), AUTHSVC_POLL_INTERVAL=str(poll))
         if redis_url:
             env["AUTHSVC_REDIS_URL"] = redis_url
+        if audience:
+            env["AUDIENCE"] = audience
+        # Without AUDIENCE the example's audience is its own URL.
+        self.audience = audience or f"http://127.0.0.1:{port}"
         self.log_path = log_dir / f"resource-server-{port}.log"
         super().__init__([sys.executable, str(EXAMPLE)], env, port, self.log_path)
 
@@ -63,8 +70,15 @@ class ResourceServer(LoopbackProcess):
 
 
 @pytest.fixture(scope="module")
-def issuer(sqlite_issuer):
-    """The session's gunicorn authsvc, with this module's first-party app."""
+def resource_server(sqlite_issuer, tmp_path_factory):
+    server = ResourceServer(sqlite_issuer.instances[0].url, tmp_path_factory.mktemp("resource-server"), poll=POLL)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def issuer(sqlite_issuer, resource_server):
+    """The session's gunicorn authsvc, with this module's first-party app for the resource server."""
     app = sqlite_issuer.client(
         "--redirect-uri",
         REDIRECT,
@@ -73,17 +87,12 @@ def issuer(sqlite_issuer):
         "--first-party",
         "--scope",
         "openid profile",
+        "--audience",
+        resource_server.audience,
     )
     url = sqlite_issuer.instances[0].url
     metadata = requests.get(url + "/.well-known/openid-configuration", timeout=10).json()
     return {"deployment": sqlite_issuer, "url": url, "metadata": metadata, "app": app}
-
-
-@pytest.fixture(scope="module")
-def resource_server(issuer, tmp_path_factory):
-    server = ResourceServer(issuer["url"], tmp_path_factory.mktemp("resource-server"), poll=POLL)
-    yield server
-    server.stop()
 
 
 def pkce() -> tuple[str, str]:
@@ -203,12 +212,22 @@ def redis_deployment(tmp_path):
     env = server_env(tmp_path, issuer=f"http://127.0.0.1:{port}", redis_url=redis_url)
     prepare(env)
     service = cli_json(
-        env, "clients", "create", "--name", "svc", "--grant-type", "client_credentials", "--scope", "read"
+        env,
+        "clients",
+        "create",
+        "--name",
+        "svc",
+        "--grant-type",
+        "client_credentials",
+        "--scope",
+        "read",
+        "--audience",
+        SERVICE_AUDIENCE,
     )
     issuer = Instance(env, port)
     server = None
     try:
-        server = ResourceServer(issuer.url, tmp_path, poll=REDIS_POLL, redis_url=redis_url)
+        server = ResourceServer(issuer.url, tmp_path, poll=REDIS_POLL, redis_url=redis_url, audience=SERVICE_AUDIENCE)
         yield {"issuer": issuer, "server": server, "service": service, "redis_url": redis_url}
     finally:
         if server is not None:

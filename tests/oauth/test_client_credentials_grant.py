@@ -2,7 +2,8 @@
 
 Client authentication with ``client_secret_basic`` and ``client_secret_post``,
 the registered method enforced, scopes limited to the client's, and the
-audience taken from an RFC 8707 ``resource`` only when registered.
+audience taken from an RFC 8707 ``resource`` only when registered, else the
+client's default audience (the first registered), else the issuer.
 """
 
 import base64
@@ -138,9 +139,38 @@ def test_resource_becomes_the_audience_when_registered(client, make_client, sett
         )
         token = assert_token_response(response, "")["access_token"]
         assert jwks_decode(client, token, audience=resource, issuer=settings.issuer)["aud"] == resource
-    # Without a resource the audience is the configured default.
+    # Without a resource the audience is the client's default: the first one registered.
+    token = client.post("/token", data=CC, headers=basic_auth(record.client_id, secret)).json["access_token"]
+    assert jwks_decode(client, token, audience="https://api.example", issuer=settings.issuer)["aud"] == (
+        "https://api.example"
+    )
+
+
+def test_a_token_without_resource_is_for_the_client_default_audience_not_the_issuer(client, make_client, settings):
+    """Issue 7 §2: a token requested without ``resource`` must not replay at every service."""
+    record, secret = make_client(
+        "orders caller",
+        grant_types=("client_credentials",),
+        redirect_uris=(),
+        scope="api:admin",
+        audiences=["https://orders.example"],
+    )
+    body = assert_token_response(
+        client.post("/token", data={**CC, "scope": "api:admin"}, headers=basic_auth(record.client_id, secret)),
+        "api:admin",
+    )
+    claims = jwt.decode(body["access_token"], options={"verify_signature": False})
+    assert claims["aud"] == "https://orders.example"
+    assert claims["aud"] != settings.issuer
+
+
+def test_a_client_without_an_audience_gets_the_issuer_as_audience(client, service, settings):
+    """Such tokens are meant only for the issuer's own endpoints (userinfo, introspection)."""
+    record, secret = service
     token = client.post("/token", data=CC, headers=basic_auth(record.client_id, secret)).json["access_token"]
     assert jwt.decode(token, options={"verify_signature": False})["aud"] == settings.issuer
+    introspected = client.post("/introspect", data={"token": token}, headers=basic_auth(record.client_id, secret))
+    assert introspected.json["active"] is True and introspected.json["aud"] == settings.issuer
 
 
 @pytest.mark.parametrize(
