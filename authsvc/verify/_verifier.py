@@ -84,7 +84,7 @@ class TokenVerifier:
         audience: str,
         *,
         leeway: float = 30,
-        jwks_refetch_interval: float = 30.0,
+        jwks_refetch_interval: float = 5.0,
         revocation_poll_interval: float = 5.0,
         max_revocation_staleness: float = 60.0,
         fail_open: bool = False,
@@ -106,6 +106,15 @@ class TokenVerifier:
                 raise ValueError(f"{name} must be a positive number of seconds")
         if not max_revocation_staleness > revocation_poll_interval:
             raise ValueError("max_revocation_staleness must exceed revocation_poll_interval")
+        if audience.rstrip("/") == issuer.rstrip("/"):
+            # Such tokens are for the issuer's own endpoints. Once per verifier, at start-up:
+            # a misconfiguration to fix, not something to repeat on every request.
+            logger.warning(
+                "TokenVerifier audience is the issuer (%s): it accepts every token issued without an "
+                "audience of its own, for any client. Register this service's own identifier "
+                "(clients create --audience URI) and pass that as audience.",
+                issuer,
+            )
         self.issuer = issuer
         self.audience = audience
         self.leeway = leeway

@@ -226,6 +226,8 @@ class Load:
         self.fleet = fleet
         self.stop_flag = threading.Event()
         self.results: list[tuple[float, int | str]] = []
+        # (start, seconds) of every request, for latency figures.
+        self.latencies: list[tuple[float, float]] = []
         self.lock = threading.Lock()
         self.max_requests = max_requests
         self.deadline = time.monotonic() + max_seconds
@@ -252,6 +254,7 @@ class Load:
                 outcome = type(error).__name__
             with self.lock:
                 self.results.append((started, outcome))
+                self.latencies.append((started, time.monotonic() - started))
 
     def stop(self) -> list:
         self.stop_flag.set()

@@ -65,6 +65,39 @@ def test_unknown_kids_refetch_at_most_once_per_interval(issuer, make_verifier):
     assert issuer.counts["jwks"] == 1
 
 
+def test_by_default_a_key_published_after_the_last_fetch_verifies_within_five_seconds(
+    issuer, make_verifier, monkeypatch
+):
+    """A rotation that promotes a key a verifier has not seen costs it seconds, not half a minute."""
+    import time
+
+    from authsvc.verify import _jwks
+
+    verifier = make_verifier()  # the default refetch interval
+    verifier.verify(issuer.mint())
+    add_key(issuer, "ES256", "es-new", ec.generate_private_key(ec.SECP256R1()))
+    token = mint_with(issuer, "es-new")
+    with pytest.raises(UnknownKey):
+        verifier.verify(token)  # just fetched: the interval has not passed
+    later = time.monotonic() + 5.0
+
+    class FiveSecondsLater:
+        @staticmethod
+        def monotonic():
+            return later
+
+    monkeypatch.setattr(_jwks, "time", FiveSecondsLater)
+    assert verifier.verify(token)["sub"]
+    fetched = issuer.counts["jwks"]
+    # A flood of random kids at that moment costs the issuer nothing more.
+    signer = issuer.private_keys["es-new"]
+    for i in range(200):
+        forged = jwt.encode(issuer.claims(), signer, algorithm="ES256", headers={"kid": f"x{i}", "typ": "at+jwt"})
+        with pytest.raises(UnknownKey):
+            verifier.verify(forged)
+    assert issuer.counts["jwks"] == fetched
+
+
 def test_a_failed_refetch_keeps_the_last_good_keys(issuer, make_verifier):
     verifier = make_verifier(jwks_refetch_interval=0.05)
     good = issuer.mint("EdDSA")
