@@ -313,14 +313,77 @@ def test_session_secret_of_wrong_size_is_refused(ring, path):
 # --- opening a broken ring ----------------------------------------------------------------
 
 
-def test_missing_directory(tmp_path):
-    with pytest.raises(KeyRingError, match="does not exist"):
-        KeyRing(tmp_path / "nowhere")
+def test_key_files_without_a_manifest_are_refused(ring, path):
+    os.unlink(path / "manifest.json")
+    for allow_empty in (False, True):
+        with pytest.raises(KeyRingError, match="manifest.json: missing, but"):
+            KeyRing(path, allow_empty=allow_empty)
+    with pytest.raises(KeyRingError, match="manifest.json: missing, but"):
+        KeyRing.init(path)
 
 
-def test_missing_manifest(tmp_path):
-    with pytest.raises(KeyRingError, match="manifest.json"):
-        KeyRing(tmp_path)
+# --- a ring never started ---------------------------------------------------------------------
+
+
+@pytest.fixture(params=["absent", "empty directory", "empty manifest"])
+def unstarted(request, path):
+    """A ring with no keys, in each shape an operator can meet it."""
+    if request.param != "absent":
+        path.mkdir(mode=0o700)
+    if request.param == "empty manifest":
+        write_manifest(path, {"version": 1, "keys": []})
+    return path
+
+
+def test_a_ring_with_no_keys_opens_empty_for_the_keys_commands(unstarted):
+    before = sorted(unstarted.iterdir()) if unstarted.exists() else None
+    ring = KeyRing(unstarted, allow_empty=True)
+    assert ring.keys() == [] and ring.published() == [] and ring.jwks() == {"keys": []}
+    # Reading writes nothing, so a read-only mount can be listed.
+    assert (sorted(unstarted.iterdir()) if unstarted.exists() else None) == before
+    assert ring.prune() == []
+    assert unstarted.exists() == (before is not None)
+
+
+def test_a_ring_with_no_active_key_cannot_serve(unstarted, clock):
+    with pytest.raises(KeyRingError, match="no active signing key.*keys rotate"):
+        KeyRing(unstarted)
+    KeyRing(unstarted, allow_empty=True, clock=clock).add("ES256")
+    with pytest.raises(KeyRingError, match="no active signing key"):
+        KeyRing(unstarted)
+
+
+def test_rotate_starts_a_ring_with_no_keys(unstarted, clock):
+    ring = KeyRing(unstarted, allow_empty=True, clock=clock)
+    result = ring.rotate("ES256")
+    assert result.retired is None and result.activated.status is Status.ACTIVE
+    assert KeyRing(unstarted, clock=clock).active("ES256") == result.activated
+    assert mode(unstarted) == 0o700
+    assert mode(unstarted / "manifest.json") == 0o600
+
+
+def test_add_starts_a_ring_with_no_keys(unstarted, clock):
+    ring = KeyRing(unstarted, allow_empty=True, clock=clock)
+    added = ring.add("EdDSA")
+    assert [key.kid for key in ring.published()] == [added.kid]
+    assert ring.rotate("EdDSA").activated.kid == added.kid
+
+
+def test_a_new_ring_directory_and_its_new_parents_are_0700_whatever_the_umask(tmp_path, clock):
+    path = tmp_path / "a" / "b" / "keys"
+    old = os.umask(0)
+    try:
+        KeyRing(path, allow_empty=True, clock=clock).rotate("ES256")
+    finally:
+        os.umask(old)
+    assert [mode(p) for p in (tmp_path / "a", tmp_path / "a" / "b", path)] == [0o700] * 3
+
+
+def test_an_existing_ring_directory_is_never_widened(path, clock):
+    path.mkdir(mode=0o700)
+    os.chmod(path, 0o300)
+    KeyRing(path, allow_empty=True, clock=clock).rotate("ES256")
+    assert mode(path) == 0o300
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@
 import time
 
 from ..config import Settings
+from ..keyring import KeyRing
 from ..services import build
 from ..services import open_keyring
 from ..store import open_store
@@ -18,6 +19,12 @@ def store():
 
 def keyring(create: bool = False):
     return open_keyring(settings(), create=create)
+
+
+def keyring_to_manage() -> KeyRing:
+    """The ring as the ``keys`` commands see it: one never started is a ring with no keys."""
+    s = settings()
+    return KeyRing(s.keys_dir, retire_after=s.longest_token_ttl, allow_empty=True)
 
 
 def services():

@@ -5,6 +5,7 @@ import re
 import click
 
 from ..config import SIGNING_ALGS
+from ..keyring import Status
 from . import context
 from .output import emit
 from .output import json_option
@@ -24,8 +25,10 @@ def command():
 @json_option
 def add(alg, bits, as_json):
     """Publish a new key as `next`; it does not sign yet."""
-    ring = context.keyring(create=False)
+    ring = context.keyring_to_manage()
     key = ring.add(alg or context.settings().signing_alg, bits=bits)
+    if not any(k.alg == key.alg and k.status is Status.ACTIVE for k in ring.keys()):
+        warn(f"no {key.alg} key signs yet: `keys rotate --alg {key.alg}` makes this one active")
     emit(key.describe(), as_json, f"added {key.alg} key {key.kid} (next)")
 
 
@@ -34,10 +37,14 @@ def add(alg, bits, as_json):
 @click.option("--if-older-than", "older", default=None, help="Only rotate when the active key is older, e.g. 30d, 12h.")
 @json_option
 def rotate(alg, older, as_json):
-    """Promote the `next` key (or a new one) to active; retire the old active key."""
-    ring = context.keyring(create=False)
+    """Promote the `next` key (or a new one) to active; retire the old active key.
+
+    On a ring with no key of the algorithm (a first start), this creates and activates one.
+    """
+    ring = context.keyring_to_manage()
     # An empty value (an unset variable in a cron line) is an error, not "rotate now".
     seconds = parse_duration(older) if older is not None else None
+    serving = any(key.status is Status.ACTIVE for key in ring.keys())
     result = ring.rotate(alg or context.settings().signing_alg, if_older_than=seconds)
     if result.activated is None:
         emit(
@@ -46,7 +53,8 @@ def rotate(alg, older, as_json):
             "not rotated: the active key is younger than --if-older-than",
         )
         return
-    if result.published_for is not None and result.published_for < ring.jwks_max_age:
+    # A ring that signed nothing before (a first start) has no verifier caching its JWKS.
+    if serving and result.published_for < ring.jwks_max_age:
         warn(
             f"the new key was published for {int(result.published_for)} s, less than the JWKS max-age "
             f"({ring.jwks_max_age} s): verifiers with a cached JWKS refetch on its unknown kid"
@@ -65,14 +73,14 @@ def rotate(alg, older, as_json):
 @json_option
 def list_keys(as_json):
     """List keys with their status."""
-    emit([key.describe() for key in context.keyring().keys()], as_json)
+    emit([key.describe() for key in context.keyring_to_manage().keys()], as_json)
 
 
 @command.command("prune")
 @json_option
 def prune(as_json):
     """Drop retired keys that no live token can need."""
-    dropped = context.keyring().prune()
+    dropped = context.keyring_to_manage().prune()
     emit([key.describe() for key in dropped], as_json, f"pruned {len(dropped)} key(s)")
 
 

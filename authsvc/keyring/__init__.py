@@ -7,6 +7,11 @@ where each key is. The CLI changes the ring under a file lock; running
 instances notice through ``reload_if_changed()``, which swaps in a new immutable
 snapshot, so readers never lock and a hand-broken manifest never takes down a
 server that already holds a good ring. Time comes from an injected ``clock``.
+
+A ring that was never started (no directory, or an empty one) is a ring with no
+keys: the CLI lists it as empty and its first ``add`` or ``rotate`` creates it,
+the directory 0700. A server cannot sign with it, so opening a ring to serve
+from (the default) refuses one without an active key.
 """
 
 import base64
@@ -30,6 +35,7 @@ __all__ = ["JWKS_MAX_AGE", "Key", "KeyRing", "KeyRingError", "RotateResult", "St
 
 JWKS_MAX_AGE = 300
 SESSION_SECRET_BYTES = 32
+FIRST_KEY_HINT = "create one with `python -m authsvc keys rotate` (add `--alg ES256` or `--alg EdDSA` for those)"
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +112,12 @@ class _Ring:
 class KeyRing:
     """The key ring in ``path``; see the package docstring for the lifecycle."""
 
-    def __init__(self, path, *, clock=time.time, retire_after=660, check_interval=1.0):
+    def __init__(self, path, *, clock=time.time, retire_after=660, check_interval=1.0, allow_empty=False):
+        """Open the ring in ``path``; without ``allow_empty``, refuse one that cannot sign.
+
+        ``allow_empty`` is for administering the ring (the ``keys`` commands): a ring
+        never started, or without an active key, opens then, and nothing is written.
+        """
         self.path = pathlib.Path(path)
         self.clock = clock
         self.retire_after = retire_after
@@ -114,19 +125,17 @@ class KeyRing:
         self.last_error = None
         self._lock = threading.Lock()
         self._secret = None
-        self._ring = self._load({})
+        self._ring = self._load({}, missing_ok=True)
+        if not allow_empty and not any(key.status is Status.ACTIVE for key in self._ring.keys):
+            raise KeyRingError(f"key ring {self.path} has no active signing key; {FIRST_KEY_HINT}")
         self._next_check = time.monotonic() + check_interval
 
     @classmethod
     def init(cls, path, *, alg="RS256", **kw):
         """Open the ring in ``path``, creating it and an active ``alg`` key when absent."""
         algorithms.check_alg(alg)
-        path = pathlib.Path(path)
         # Nothing is written when the ring is complete, so a read-only mount works.
-        if files.manifest_signature(path) is None:
-            files.ensure_dir(path)
-            files.init_manifest(path)
-        ring = cls(path, **kw)
+        ring = cls(path, allow_empty=True, **kw)
         if not any(key.alg == alg and key.status is Status.ACTIVE for key in ring.keys()):
             # An infinite --if-older-than makes this a no-op if another process won the race.
             ring.rotate(alg, if_older_than=math.inf)
@@ -242,6 +251,8 @@ class KeyRing:
 
     def prune(self):
         """Drop retired keys whose retirement window has passed; return them."""
+        if not self.path.is_dir():
+            return []  # a ring never started has nothing to prune; do not create it
 
         def change(keys, now):
             def expired(key):
@@ -258,9 +269,11 @@ class KeyRing:
 
     def _mutate(self, change):
         """Apply ``change(keys, now) -> (keys | None, result, new_keys)`` under the writer lock."""
+        # The first change to a ring never started creates it.
+        files.ensure_dir(self.path)
         with files.locked(self.path):
             # Re-read under the lock: another instance may have rotated a moment ago.
-            current = self._load(self._loaded_keys())
+            current = self._load(self._loaded_keys(), missing_ok=True)
             keys, result, new_keys = change(list(current.keys), self.clock())
             if keys is not None:
                 for key in new_keys:
@@ -274,9 +287,13 @@ class KeyRing:
     def _loaded_keys(self):
         return {key.kid: key.private_key for key in self._ring.keys}
 
-    def _load(self, loaded):
-        """Read the manifest and the keys it names, reusing already ``loaded`` private keys."""
-        entries, signature = files.read_ring(self.path, loaded)
+    def _load(self, loaded, *, missing_ok=False):
+        """Read the manifest and the keys it names, reusing already ``loaded`` private keys.
+
+        ``missing_ok`` reads a ring never started as no keys. Reloads never pass it: a
+        manifest deleted under a running server is a broken ring, not an empty one.
+        """
+        entries, signature = files.read_ring(self.path, loaded, missing_ok=missing_ok)
         keys = [Key(**entry | {"status": Status(entry["status"])}) for entry in entries]
         return _snapshot(keys, signature)
 

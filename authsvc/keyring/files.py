@@ -25,18 +25,26 @@ STATUSES = ("next", "active", "retired")
 
 
 def ensure_dir(path):
-    """Create the ring directory (mode 0700) if it is absent."""
-    try:
-        os.makedirs(path, mode=0o700, exist_ok=True)
-    except OSError as exc:
-        raise KeyRingError(f"key ring directory {path}: cannot create ({exc.strerror})") from None
+    """Create the ring directory, and any missing parent, as 0700 if absent.
 
-
-def init_manifest(path):
-    """Write an empty manifest under the lock unless one exists."""
-    with locked(path):
-        if not (path / MANIFEST_NAME).exists():
-            write_manifest(path, [])
+    A directory that exists is left as it is: it is never widened, and one the
+    operator made (a mounted volume) is theirs to set.
+    """
+    missing = []
+    while not os.path.lexists(path):
+        missing.append(path)
+        if path.parent == path:
+            break
+        path = path.parent
+    for directory in reversed(missing):
+        try:
+            os.mkdir(directory, 0o700)
+            # Exactly 0700 whatever the umask: the owner must be able to write into it.
+            os.chmod(directory, 0o700)
+        except FileExistsError:
+            continue  # another process made it a moment ago
+        except OSError as exc:
+            raise KeyRingError(f"key ring directory {directory}: cannot create ({exc.strerror})") from None
 
 
 def manifest_signature(path):
@@ -47,8 +55,12 @@ def manifest_signature(path):
         return None
 
 
-def read_manifest(path):
-    """Return (entries, signature) of the manifest; KeyRingError naming the file if unusable."""
+def read_manifest(path, *, missing_ok=False):
+    """Return (entries, signature) of the manifest; KeyRingError naming the file if unusable.
+
+    With ``missing_ok``, a ring that was never started (no directory, or a directory
+    without a manifest or key files) reads as no keys, with signature None.
+    """
     where = path / MANIFEST_NAME
     try:
         with open(where, "rb") as handle:
@@ -57,7 +69,15 @@ def read_manifest(path):
             raw = handle.read()
     except FileNotFoundError:
         if not path.is_dir():
+            if missing_ok:
+                return [], None
             raise KeyRingError(f"key ring directory {path} does not exist") from None
+        if any(path.glob("*.pem")):
+            # Key files without a manifest is a broken ring, not a new one: starting
+            # afresh would drop keys that live tokens were signed with.
+            raise KeyRingError(f"{where}: missing, but the directory holds key files") from None
+        if missing_ok:
+            return [], None
         raise KeyRingError(f"{where}: missing") from None
     except OSError as exc:
         raise KeyRingError(f"{where}: cannot read ({exc.strerror})") from None
@@ -104,13 +124,14 @@ def read_key(path, kid):
         raise KeyRingError(f"{where}: cannot read ({exc.strerror})") from None
 
 
-def read_ring(path, loaded):
+def read_ring(path, loaded, *, missing_ok=False):
     """Return (entries, signature), each entry with its ``private_key`` loaded and checked.
 
     Keys in ``loaded`` (kid -> private key) are reused, not re-read: parsing an
     RSA key costs tens of milliseconds and the kid already proves its content.
+    ``missing_ok`` is that of read_manifest.
     """
-    entries, signature = read_manifest(path)
+    entries, signature = read_manifest(path, missing_ok=missing_ok)
     for entry in entries:
         kid = entry["kid"]
         where = key_path(path, kid)

@@ -17,21 +17,39 @@ from .issuance import secret_hash
 CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
 
 
+def own_endpoint_claims(services, token_string: str) -> dict | None:
+    """Return the claims of a live access token as the issuer's own endpoints (userinfo) accept it.
+
+    Verifiers allow their own leeway after ``exp``; the issuer's endpoints allow only
+    ``endpoint_leeway``, the clock skew between its instances.
+    """
+    claims = services.tokens.decode_access_token(token_string)
+    if claims is None or past_endpoint_leeway(services, claims["exp"]):
+        return None
+    return claims
+
+
+def past_endpoint_leeway(services, exp) -> bool:
+    """Tell whether a token expiring at ``exp`` is too old for the issuer's own endpoints."""
+    return exp + services.settings.endpoint_leeway <= services.clock()
+
+
 class AccessToken:
     """An access JWT as the endpoints see it."""
 
     kind = "access_token"
 
-    def __init__(self, claims, revoked: bool, clock):
+    def __init__(self, claims, revoked: bool, services):
         self.claims = claims
         self.revoked = revoked
-        self._clock = clock
+        self._services = services
 
     def check_client(self, client):
         return client.get_client_id() == self.claims["client_id"]
 
     def is_expired(self):
-        return self.claims["exp"] <= self._clock()
+        # Introspection answers for the issuer: its own small leeway, not the verifiers'.
+        return past_endpoint_leeway(self._services, self.claims["exp"])
 
     def is_revoked(self):
         return self.revoked
@@ -62,7 +80,8 @@ def find_token(services, token_string: str, hint: str | None):
         if kind == "access_token":
             claims = services.tokens.decode_access_token(token_string)
             if claims is not None:
-                return AccessToken(claims, services.revocations.is_token_revoked(claims), services.clock)
+                # Revocation still finds a token a verifier would accept (its leeway is wider).
+                return AccessToken(claims, services.revocations.is_token_revoked(claims), services)
         else:
             try:
                 record = services.store.get_refresh_token(secret_hash(token_string))

@@ -8,8 +8,11 @@ upstream) and never as a raw driver error (a 500).
 import contextlib
 import dataclasses
 import functools
+import logging
+import os
 import pathlib
 import sqlite3
+import stat
 import time
 from collections.abc import Iterator
 
@@ -25,6 +28,13 @@ from ..errors import StoreUnavailable
 POOL_TIMEOUT = 5
 CONNECT_TIMEOUT = 3
 STATEMENT_TIMEOUT_MS = 5000
+TCP_LIVENESS = {
+    "tcp_user_timeout": STATEMENT_TIMEOUT_MS + 1000,
+    "keepalives": 1,
+    "keepalives_idle": 5,
+    "keepalives_interval": 2,
+    "keepalives_count": 2,
+}
 SQLITE_BUSY_TIMEOUT_MS = 5000
 
 UPGRADE_HINT = "schema missing or outdated: run `python -m authsvc db upgrade`"
@@ -54,11 +64,48 @@ def _sqlite_engine(url: sa.URL) -> sa.Engine:
         # connection. Good for single-threaded tests only.
         engine = sa.create_engine(url, poolclass=pool.StaticPool, connect_args={"check_same_thread": False})
     else:
-        pathlib.Path(database).parent.mkdir(parents=True, exist_ok=True)
+        _make_private_dirs(pathlib.Path(database).parent)
         engine = sa.create_engine(url, pool_size=5, max_overflow=10, pool_timeout=POOL_TIMEOUT)
+        sa.event.listen(engine, "do_connect", functools.partial(_create_private_file, database))
+        sa.event.listen(engine, "connect", functools.partial(_tighten_file_modes, database))
     sa.event.listen(engine, "connect", _sqlite_connect)
     sa.event.listen(engine, "begin", _sqlite_begin)
     return engine
+
+
+def _make_private_dirs(path: pathlib.Path) -> None:
+    """Create ``path`` and any missing parent as 0700: the database holds password hashes."""
+    missing = []
+    while not os.path.lexists(path) and path.parent != path:
+        missing.append(path)
+        path = path.parent
+    for directory in reversed(missing):
+        try:
+            os.mkdir(directory, 0o700)
+            os.chmod(directory, 0o700)  # exactly, whatever the umask
+        except FileExistsError:
+            continue  # another process made it a moment ago
+        except OSError as error:
+            raise StoreUnavailable(f"database unavailable: cannot create {directory} ({error.strerror})") from None
+
+
+def _create_private_file(database: str, *_args) -> None:
+    # SQLite would create the file 0644 (less the umask), and it gives the -wal and
+    # -shm files the database's mode: a file made 0600 first keeps all three private.
+    # Any other failure is SQLite's to report, as the StoreUnavailable that guard() makes of it.
+    with contextlib.suppress(OSError):
+        os.close(os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+
+def _tighten_file_modes(database: str, *_args) -> None:
+    # A database made by an earlier version, or by sqlite3 by hand, may be readable by
+    # everyone. Only files we own can change mode; others stay as their owner set them.
+    for name in (database, f"{database}-wal", f"{database}-shm", f"{database}-journal"):
+        with contextlib.suppress(OSError):
+            mode = stat.S_IMODE(os.stat(name).st_mode)
+            if mode & 0o077:
+                os.chmod(name, mode & 0o700)
+                logging.getLogger(__name__).warning("%s was readable by other users; now mode %o", name, mode & 0o700)
 
 
 def _sqlite_connect(dbapi_connection, _record) -> None:
@@ -115,6 +162,12 @@ def _postgres_engine(url: sa.URL) -> sa.Engine:
         connect_args["connect_timeout"] = CONNECT_TIMEOUT
     if "application_name" not in url.query:
         connect_args["application_name"] = "authsvc"
+    # statement_timeout is enforced by the server, which cannot answer across a
+    # network cut: without these a request on a host cut off from PostgreSQL
+    # would wait for TCP's own retransmission limit (many minutes). Unacknowledged
+    # data or a silent peer now ends the connection within seconds (a 503).
+    for name, value in TCP_LIVENESS.items():
+        connect_args.setdefault(name, value)
     return sa.create_engine(
         url,
         pool_pre_ping=True,

@@ -3,7 +3,9 @@
 Optional (``pip install authsvc[redis]``); ``redis`` is imported only when a URL is given.
 The subscriber runs in its own daemon thread, reconnects with capped exponential backoff
 and jitter, and after every (re)subscription wakes the poller, because messages published
-while it was away are gone for good. Polling stays the source of truth either way.
+while it was away are gone for good. Polling stays the source of truth either way: a
+message is applied only until the next poll confirms it or drops it (see _sync), so one
+published by anyone else who can reach the channel cannot revoke anything for good.
 """
 
 from __future__ import annotations

@@ -1,10 +1,16 @@
 """Keeping the revocation snapshot current: polling is the truth, fan-out is a hint.
 
 The poller asks ``revocation_list_uri?since=N`` with ``If-None-Match`` on every tick and
-merges the delta (or replaces everything when the issuer answers with a full list).
-Fan-out messages are merged the moment they arrive; a message whose version is not the
-next one means some were missed, so the poller is woken at once. A hint newer than a full
-list that raced it is merged again on top, so it is not lost for a whole interval.
+merges the delta (or replaces everything when the issuer answers with a full list); that
+served state is kept apart from the hints. A fan-out message is applied the moment it
+arrives, but only provisionally: the first poll sent after it arrived either lists the
+entry (the issuer confirms it) or proves it unconfirmed, and the hint is dropped either
+way. So after every successful poll ``snapshot`` is exactly what the issuer served, plus
+the hints that arrived while that poll was on its way. Anyone who can publish on the
+Redis channel can therefore revoke tokens only until the next poll, never for good.
+
+A hint whose version is not the next one means messages were missed (or the hint is
+made up), so the poller is woken at once: either way the next poll settles it.
 
 Only writers take a lock; ``verify`` reads ``snapshot`` and ``last_success`` as plain
 attributes, whose assignment is atomic.
@@ -29,7 +35,11 @@ from ._revocations import Snapshot
 from ._revocations import parse_document
 from ._revocations import parse_message
 
-_Hint = tuple[int, tuple[str, str], Entry]
+#: (arrival number, version, key, entry) of a fan-out message not yet settled by a poll.
+_Hint = tuple[int, int, tuple[str, str], Entry]
+
+#: Unsettled hints kept at most; a flood beyond it is left to the poll it wakes.
+MAX_HINTS = 10_000
 
 
 class RevocationSync:
@@ -40,14 +50,20 @@ class RevocationSync:
         self._timeout = timeout
         self._leeway = leeway
         self._log = log
-        #: None until the first successful poll: nothing can be called unrevoked before.
+        #: What ``verify`` checks: the served list plus unsettled hints. None until the
+        #: first successful poll: nothing can be called unrevoked before.
         self.snapshot: Snapshot | None = None
         #: time.monotonic() of the last poll that reached the issuer, 200 or 304.
         self.last_success: float | None = None
         self.wake = threading.Event()
+        #: Exactly what the issuer served, never a hint.
+        self._served: Snapshot | None = None
         self._etag: str | None = None
         self._full_needed = True
         self._hints: list[_Hint] = []
+        self._arrivals = 0
+        #: The highest version heard without a gap since the served one.
+        self._heard = 0
         self._last_attempt: float | None = None
         self._poll_lock = threading.Lock()
         self._write_lock = threading.Lock()
@@ -67,33 +83,37 @@ class RevocationSync:
             return self._poll_locked()
 
     def apply_hint(self, message: dict[str, Any]) -> None:
-        """Merge one fan-out message now; wake the poller on a version gap."""
+        """Apply one fan-out message provisionally, until the next poll settles it."""
         version, (key, entry) = parse_message(message)
         if entry.exp + self._leeway < time.time():
             return
         with self._write_lock:
-            current = self.snapshot
-            if current is None:
-                self.wake.set()  # the first poll will bring this entry along
-                return
-            if version > current.version:
-                self._hints.append((version, key, entry))
-            # Advance the version only when contiguous, so the next ?since= asks for the gap.
-            contiguous = version == current.version + 1
-            if version > current.version + 1:
+            served = self._served
+            if served is not None and version <= served.version:
+                return  # the served list already holds every entry up to its version
+            if len(self._hints) >= MAX_HINTS:
                 self.wake.set()
-            self.snapshot = current.merged(
-                version if contiguous else current.version,
-                [(key, entry)],
-                now=time.time(),
-                leeway=self._leeway,
-            )
+                self._log.warning("revocation-hints", "too many unconfirmed revocation hints; polling instead")
+                return
+            self._arrivals += 1
+            self._hints.append((self._arrivals, version, key, entry))
+            if served is None:
+                self.wake.set()  # the first poll will settle this one too
+                return
+            if version == self._heard + 1:
+                self._heard = version
+            elif version > self._heard + 1:
+                self.wake.set()
+            self.snapshot = self.snapshot.merged(served.version, [(key, entry)], now=time.time(), leeway=self._leeway)
 
     def _poll_locked(self) -> bool:
         self._last_attempt = time.monotonic()
+        # Hints that arrived until now are settled by this poll: had the issuer listed
+        # them before this request was sent, its answer will hold them.
+        settles = self._arrivals
         try:
             url = self._url()
-            current = self.snapshot
+            current = self._served
             requested = None if current is None or self._full_needed else current.version
             if requested is None:
                 fetched = get_json(url, timeout=self._timeout, max_bytes=MAX_REVOCATION_LIST_BYTES)
@@ -109,7 +129,7 @@ class RevocationSync:
             self._log.warning("revocation-poll", "revocation list poll failed: %s", exc)
             return False
         with self._write_lock:
-            if not self._install(parsed, requested):
+            if not self._install(parsed, requested, settles):
                 self._full_needed = True
                 self.wake.set()
                 self._log.warning("revocation-delta", "revocation delta does not follow our version; refetching all")
@@ -119,20 +139,32 @@ class RevocationSync:
         self.last_success = time.monotonic()
         return True
 
-    def _install(self, parsed: tuple[int, int | None, list] | None, requested: int | None) -> bool:
+    def _install(self, parsed: tuple[int, int | None, list] | None, requested: int | None, settles: int) -> bool:
         now = time.time()
-        current = self.snapshot
-        if parsed is None:  # 304: nothing new, but entries may have expired
-            self.snapshot = current.pruned(now=now, leeway=self._leeway)
-            return True
-        version, since, entries = parsed
-        if since is None:
-            base = EMPTY
-        elif since == requested:
-            base = current  # which may hold hints newer than the request: merging is idempotent
+        current = self._served
+        if parsed is None:  # 304: nothing new since our version, but entries may have expired
+            served = current.pruned(now=now, leeway=self._leeway)
         else:
-            return False
-        self._hints = [hint for hint in self._hints if hint[0] > version]
-        replayed = [(key, entry) for _, key, entry in self._hints]
-        self.snapshot = base.merged(version, entries + replayed, now=now, leeway=self._leeway)
+            version, since, entries = parsed
+            if since is None:
+                base = EMPTY
+            elif since == requested:
+                base = current
+            else:
+                return False
+            served = base.merged(version, entries, now=now, leeway=self._leeway)
+        # A hint this poll settles is listed in ``served`` if the issuer confirmed it, and
+        # gone for good if not; a later one may be newer than this answer and waits.
+        self._hints = [hint for hint in self._hints if hint[0] > settles and hint[1] > served.version]
+        self._heard = served.version
+        for _, version, _, _ in sorted(self._hints, key=lambda hint: hint[1]):
+            if version == self._heard + 1:
+                self._heard = version
+            elif version > self._heard + 1:
+                self.wake.set()  # still a gap after this answer: ask again
+        self._served = served
+        provisional = [(key, entry) for _, _, key, entry in self._hints]
+        self.snapshot = (
+            served.merged(served.version, provisional, now=now, leeway=self._leeway) if provisional else served
+        )
         return True

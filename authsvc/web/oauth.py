@@ -13,7 +13,9 @@ from flask import render_template
 from flask import request
 
 from ..oauth.claims import user_claims
+from ..oauth.endpoints import own_endpoint_claims
 from ..oauth.errors import OAuth2Error
+from . import cors
 from . import forms
 from . import server
 from . import services
@@ -62,7 +64,9 @@ def userinfo():
         return bearer_error(400, "invalid_request", "Send the access token in the Authorization header only.")
     if scheme.lower() != "bearer" or not token.strip():
         return bearer_error(401, None, None)
-    claims = svc.tokens.decode_access_token(token.strip())
+    claims = own_endpoint_claims(svc, token.strip())
+    if claims is not None:
+        cors.set_token_client(claims["client_id"])
     if claims is None or svc.revocations.is_token_revoked(claims):
         return bearer_error(401, "invalid_token", "The access token is invalid, expired or revoked.")
     if "openid" not in claims.get("scope", "").split():

@@ -1,12 +1,14 @@
 """``python -m authsvc keys add | rotate | list | prune``: the key ring's lifecycle from the command line."""
 
 import json
+import stat
 import time
 from pathlib import Path
 
 import jwt
 import pytest
 
+from authsvc.app import create_app
 from authsvc.keyring import JWKS_MAX_AGE
 from tests.conftest import basic_auth
 
@@ -162,12 +164,102 @@ def test_manifest_naming_a_missing_key_file(fails, keyring, settings):
     assert "missing" in fails("keys", "list", "--json")
 
 
-def test_missing_ring(fails, settings, monkeypatch, tmp_path):
-    monkeypatch.setenv("AUTHSVC_KEYS_DIR", str(tmp_path / "nowhere"))
-    line = fails("keys", "list", "--json")
-    assert "nowhere" in line
-    fails("keys", "add", "--json")
-    assert not (tmp_path / "nowhere").exists()
+# --- a ring never started: the production first run ----------------------------------------
+
+
+@pytest.fixture
+def new_ring(settings, monkeypatch, tmp_path):
+    """A key ring directory that does not exist yet (nothing but the database is set up)."""
+    path = tmp_path / "fresh" / "keys"
+    monkeypatch.setenv("AUTHSVC_KEYS_DIR", str(path))
+    return path
+
+
+def mode(path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_an_absent_ring_lists_as_empty_and_is_not_created(ok, new_ring):
+    assert ok("keys", "list") == ([], "")
+    assert ok("keys", "prune")[0] == []
+    assert not new_ring.exists() and not new_ring.parent.exists()
+
+
+def test_an_empty_ring_directory_lists_as_empty(ok, new_ring):
+    new_ring.mkdir(parents=True)
+    assert ok("keys", "list") == ([], "")
+    assert sorted(new_ring.iterdir()) == []
+
+
+def test_rotate_starts_an_absent_ring_with_an_active_key_per_alg(ok, new_ring):
+    rotated, err = ok("keys", "rotate")
+    assert rotated["rotated"] is True and rotated["retired"] is None
+    assert rotated["active"]["alg"] == "RS256"
+    assert err == ""  # no verifier has cached the JWKS of a ring that never signed
+    assert mode(new_ring) == 0o700 and mode(new_ring.parent) == 0o700
+    assert mode(new_ring / "manifest.json") == 0o600
+    assert mode(new_ring / f"{rotated['active']['kid']}.pem") == 0o600
+
+    es256, _ = ok("keys", "rotate", "--alg", "ES256")
+    assert es256["active"]["alg"] == "ES256" and es256["retired"] is None
+    keys, _ = ok("keys", "list")
+    assert sorted((k["alg"], k["status"]) for k in keys) == [("ES256", "active"), ("RS256", "active")]
+
+
+def test_add_starts_an_empty_ring_and_rotate_activates_that_key(ok, new_ring):
+    new_ring.mkdir(parents=True, mode=0o700)
+    added, err = ok("keys", "add")
+    assert added["status"] == "next"
+    assert "keys rotate" in err  # nothing signs yet: say how to get there
+    rotated, _ = ok("keys", "rotate")
+    assert rotated["active"]["kid"] == added["kid"]
+
+
+def test_key_files_without_a_manifest_are_a_broken_ring_not_an_empty_one(fails, ok, keyring, settings):
+    manifest_path(settings).unlink()
+    for command in (("keys", "list", "--json"), ("keys", "rotate", "--json"), ("keys", "add", "--json")):
+        assert "manifest.json: missing" in fails(*command)
+    assert sorted(p.suffix for p in Path(settings.keys_dir).glob("*.pem")) == [".pem"]
+
+
+def test_serve_refuses_a_ring_that_cannot_sign(fails, ok, new_ring, monkeypatch):
+    def no_exec(*args):
+        raise AssertionError("serve started gunicorn on a ring that cannot sign")
+
+    monkeypatch.setattr("os.execve", no_exec)
+    for prepare in (lambda: None, lambda: new_ring.mkdir(parents=True), lambda: ok("keys", "add")):
+        prepare()
+        line = fails("serve", "--json")
+        assert "no active signing key" in line and "keys rotate" in line
+
+
+def test_gunicorn_refuses_to_start_on_a_ring_that_cannot_sign(new_ring, capsys):
+    # `gunicorn -c python:authsvc.gunicorn_config` without the CLI: the same one-line refusal.
+    from authsvc import gunicorn_config
+
+    with pytest.raises(SystemExit) as exited:
+        gunicorn_config.on_starting(server=None)
+    assert exited.value.code == 1
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and "no active signing key" in err[0] and "keys rotate" in err[0]
+
+
+def test_production_first_run(ok, cli, new_ring, settings):
+    """db upgrade, keys rotate, clients create, then the app signs tokens: no demo seeding."""
+    ok("db", "upgrade")
+    assert ok("keys", "list")[0] == []
+    ok("keys", "rotate")
+    ok("keys", "rotate", "--alg", "ES256")
+    created, _ = ok("clients", "create", "--name", "svc", "--grant-type", "client_credentials")
+    app = create_app(settings.with_overrides(keys_dir=str(new_ring)))
+    response = app.test_client().post(
+        "/token",
+        data={"grant_type": "client_credentials"},
+        headers=basic_auth(created["client_id"], created["client_secret"]),
+    )
+    assert response.status_code == 200, response.json
+    kid = jwt.get_unverified_header(response.json["access_token"])["kid"]
+    assert kid in {k["kid"] for k in ok("keys", "list")[0] if k["status"] == "active"}
 
 
 def test_rotation_is_seen_by_the_running_app_without_restart(ok, keyring, client, make_client):

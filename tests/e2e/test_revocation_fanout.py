@@ -144,3 +144,63 @@ def test_an_admin_revocation_reaches_both_instances_and_the_channel(cluster, ser
     message = heard(subscriber, client_id)
     assert message is not None and message["kind"] == "client_id"
     assert message["before"] == printed[0]["before"]
+
+
+def test_a_forged_hint_on_the_channel_lasts_only_until_the_verifier_polls(cluster):
+    """Anyone who can publish on Redis can hurry a revocation along, never make one stick."""
+    import redis
+
+    from authsvc.verify import RevokedToken
+    from authsvc.verify import TokenVerifier
+
+    audience = "https://forged-hint.example"
+    created = cli_json(
+        cluster["env"],
+        "clients",
+        "create",
+        "--name",
+        "svc",
+        "--grant-type",
+        "client_credentials",
+        "--audience",
+        audience,
+    )
+    token = access_token((created["client_id"], created["client_secret"]), cluster["a"])
+    issuer = cluster["env"]["AUTHSVC_ISSUER"]
+    with TokenVerifier(
+        issuer, audience, redis_url=cluster["redis_url"], revocation_poll_interval=60.0, max_revocation_staleness=300.0
+    ) as verifier:
+        verifier.verify(token)
+        assert verifier._fanout.subscribed.wait(5), "never subscribed to the fan-out channel"
+        served = requests.get(cluster["a"].url + "/revocations", timeout=10).json()["version"]
+        now = time.time()
+        forged = {"kind": "client_id", "value": created["client_id"], "before": now + 3600, "exp": now + 600}
+
+        def verifies() -> bool:
+            try:
+                verifier.verify(token)
+            except RevokedToken:
+                return False
+            return True
+
+        def eventually(predicate) -> bool:
+            deadline = time.monotonic() + 5
+            while not predicate() and time.monotonic() < deadline:
+                time.sleep(0.02)
+            return predicate()
+
+        publisher = redis.Redis.from_url(cluster["redis_url"], socket_timeout=5)
+        try:
+            # The next version: applied at once, as a genuine hint would be…
+            publisher.publish(channel_for(issuer), json.dumps({"version": served + 1, **forged}))
+            assert eventually(lambda: not verifies())
+            # …until the next poll, which the issuer answers without it.
+            verifier._revocations.wake.set()
+            assert eventually(verifies)
+            # Far ahead: a gap, which wakes the poller at once; that poll drops it too.
+            arrived = verifier._revocations._arrivals
+            publisher.publish(channel_for(issuer), json.dumps({"version": 2**62, **forged}))
+            assert eventually(lambda: verifier._revocations._arrivals > arrived), "the hint never arrived"
+            assert eventually(verifies)
+        finally:
+            publisher.close()

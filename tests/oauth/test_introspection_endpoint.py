@@ -139,15 +139,28 @@ def test_a_spent_refresh_token_is_inactive_and_its_successor_active(client, rp, 
     assert answer(client, rp, newest["access_token"])["active"] is True
 
 
-def test_an_expired_access_token_is_inactive(client, rp, tokens, clock):
+def test_an_expired_access_token_is_inactive(client, rp, tokens, clock, settings):
     exp = claims_of(tokens["access_token"])["exp"]
-    clock.advance(exp - clock() - 1)
-    assert answer(client, rp, tokens["access_token"])["active"] is True
+    assert settings.endpoint_leeway == 5
+    # The issuer's own leeway covers only clock skew between its instances (5 s by default).
+    for past_exp in (-1, 0, 3, 4):
+        clock.now = exp + past_exp
+        assert answer(client, rp, tokens["access_token"])["active"] is True, past_exp
 
-    # Inside or outside the verifiers' leeway: the issuer itself answers strictly.
-    for past_exp in (0, 1, 59, 61, 3600):
+    # Past it, even inside the verifiers' wider leeway, the issuer answers inactive.
+    for past_exp in (5, 10, 59, 61, 3600):
         clock.now = exp + past_exp
         assert answer(client, rp, tokens["access_token"]) == INACTIVE, past_exp
+
+
+def test_the_endpoint_leeway_is_a_setting(client, rp, tokens, clock, services):
+    exp = claims_of(tokens["access_token"])["exp"]
+    clock.now = exp + 10
+    services.settings = services.settings.with_overrides(endpoint_leeway=15)
+    assert answer(client, rp, tokens["access_token"])["active"] is True
+    services.settings = services.settings.with_overrides(endpoint_leeway=0)
+    clock.now = exp
+    assert answer(client, rp, tokens["access_token"]) == INACTIVE
 
 
 def test_an_expired_refresh_token_is_inactive(client, rp, tokens, settings, clock):

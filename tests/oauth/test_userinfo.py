@@ -137,6 +137,31 @@ def test_expired_access_token_is_401(client, issue, clock, settings):
     assert_bearer_401(userinfo(client, token))
 
 
+def test_only_the_endpoint_leeway_is_allowed_after_exp(client, issue, clock, settings):
+    # Verifiers allow `leeway` (60 s); the issuer's own endpoint only clock skew (5 s).
+    token = issue()["access_token"]
+    exp = unverified(token)["exp"]
+    assert settings.endpoint_leeway == 5 < settings.leeway
+    clock.now = exp + 3
+    assert userinfo(client, token).status_code == 200
+    for past_exp in (5, 10, 59):
+        clock.now = exp + past_exp
+        response = userinfo(client, token)
+        assert_bearer_401(response)
+        assert 'error="invalid_token"' in response.headers["WWW-Authenticate"]
+
+
+def test_the_endpoint_leeway_is_a_setting(client, issue, clock, services):
+    token = issue()["access_token"]
+    exp = unverified(token)["exp"]
+    clock.now = exp + 10
+    services.settings = services.settings.with_overrides(endpoint_leeway=15)
+    assert userinfo(client, token).status_code == 200
+    services.settings = services.settings.with_overrides(endpoint_leeway=0)
+    clock.now = exp
+    assert_bearer_401(userinfo(client, token))
+
+
 def test_id_token_as_access_token_is_401(client, issue):
     assert_bearer_401(userinfo(client, issue()["id_token"]))
 

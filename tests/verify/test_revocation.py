@@ -294,6 +294,134 @@ def test_fanout_reconnects_after_losing_its_connection(issuer, fanout_verifier, 
     assert eventually(rejected(fanout_verifier, token), timeout=5)
 
 
+def forged_client_hint(version: int, client_id: str = "client-1") -> dict:
+    """A fan-out message the issuer never published: revoke every token of a client."""
+    now = time.time()
+    return {"version": version, "kind": "client_id", "value": client_id, "before": now + 3600, "exp": now + 600}
+
+
+def test_a_forged_hint_far_ahead_is_dropped_by_the_poll_it_wakes(issuer, fanout_verifier, redis_client):
+    token = issuer.mint(iat=int(time.time()) - 10)
+    fanout_verifier.verify(token)
+    polls = issuer.counts["revocations"]
+    redis_client.publish(channel_for(issuer.issuer), json.dumps(forged_client_hint(2**62)))
+    # A version far past ours is a gap: it wakes the poller at once, and that poll does not confirm it.
+    assert eventually(lambda: issuer.counts["revocations"] > polls, timeout=5)
+    assert eventually(accepted(fanout_verifier, token), timeout=5)
+    assert fanout_verifier._revocations.snapshot.entries == {}
+
+
+def test_a_forged_next_version_hint_lasts_only_until_the_next_poll(issuer, fanout_verifier, redis_client):
+    token = issuer.mint(iat=int(time.time()) - 10)
+    fanout_verifier.verify(token)
+    redis_client.publish(channel_for(issuer.issuer), json.dumps(forged_client_hint(issuer.version + 1)))
+    assert eventually(rejected(fanout_verifier, token), timeout=5)  # provisional, as a genuine hint is
+    polls = issuer.counts["revocations"]
+    fanout_verifier._revocations.wake.set()  # the next regular poll, without waiting for it
+    assert eventually(lambda: issuer.counts["revocations"] > polls, timeout=5)
+    assert eventually(accepted(fanout_verifier, token), timeout=5)
+    # …and the version asked for next is the issuer's, not the forger's.
+    assert fanout_verifier._revocations.snapshot.version == issuer.version
+
+
+def test_a_genuine_hint_is_fast_and_the_poll_confirms_it(issuer, fanout_verifier, redis_client):
+    token = issuer.mint()
+    jti = fanout_verifier.verify(token)["jti"]
+    polls = issuer.counts["revocations"]
+    started = time.monotonic()
+    redis_client.publish(channel_for(issuer.issuer), json.dumps(issuer.revoke("jti", jti)))
+    assert eventually(rejected(fanout_verifier, token), timeout=5)
+    assert time.monotonic() - started < 2
+    assert issuer.counts["revocations"] == polls  # the hint did it, not a poll
+    fanout_verifier._revocations.wake.set()
+    assert eventually(lambda: issuer.counts["revocations"] > polls, timeout=5)
+    assert eventually(lambda: fanout_verifier._revocations.snapshot.version == issuer.version)
+    assert rejected(fanout_verifier, token)()
+
+
+# --- hints against polls, step by step (no threads: each poll is called by hand) ------------
+
+
+@pytest.fixture
+def sync(issuer):
+    from authsvc.verify._log import RateLimitedLog
+    from authsvc.verify._sync import RevocationSync
+
+    made = RevocationSync(lambda: issuer.issuer + "/revocations", timeout=5.0, leeway=30.0, log=RateLimitedLog())
+    assert made.poll()
+    return made
+
+
+def is_revoked(sync, claims) -> bool:
+    try:
+        sync.snapshot.check(claims)
+    except RevokedToken:
+        return True
+    return False
+
+
+def old_claims(issuer, **overrides) -> dict:
+    return issuer.claims(iat=int(time.time()) - 10, **overrides)
+
+
+@pytest.mark.parametrize("ahead", [1, 2, 2**62], ids=["next version", "a gap", "far ahead"])
+def test_a_hint_the_poll_does_not_confirm_is_dropped(issuer, sync, ahead):
+    claims = old_claims(issuer)
+    sync.apply_hint(forged_client_hint(issuer.version + ahead))
+    assert is_revoked(sync, claims)
+    assert sync.wake.is_set() == (ahead > 1)  # a gap asks for a poll at once
+    assert sync.poll()
+    assert not is_revoked(sync, claims)
+    assert sync.snapshot.version == issuer.version and sync.snapshot.entries == {}
+    assert sync.poll() and not is_revoked(sync, claims)  # gone for good, not replayed
+
+
+def test_a_hint_for_a_version_already_served_is_ignored(issuer, sync):
+    issuer.revoke("jti", "served")
+    assert sync.poll()
+    claims = old_claims(issuer)
+    sync.apply_hint(forged_client_hint(issuer.version))
+    assert not is_revoked(sync, claims)
+
+
+def test_a_confirmed_hint_stays(issuer, sync):
+    claims = old_claims(issuer)
+    sync.apply_hint(issuer.revoke("client_id", claims["client_id"]))
+    assert is_revoked(sync, claims)
+    assert sync.poll()
+    assert is_revoked(sync, claims)
+
+
+def test_a_hint_that_arrives_during_a_poll_waits_for_the_next_one(issuer, sync):
+    """The answer on its way may predate the revocation: the hint must outlive it."""
+    genuine, forged = old_claims(issuer), old_claims(issuer, client_id="client-2")
+    next_version = issuer.version + 1
+    url = issuer.issuer + "/revocations"
+
+    def url_while_hints_arrive():
+        sync._url = lambda: url
+        sync.apply_hint(forged_client_hint(next_version, "client-1"))
+        sync.apply_hint(forged_client_hint(next_version + 1, "client-2"))
+        return url
+
+    sync._url = url_while_hints_arrive
+    assert sync.poll()  # the issuer has listed neither yet
+    assert is_revoked(sync, genuine) and is_revoked(sync, forged)
+    issuer.revoke("client_id", "client-1", before=time.time() + 3600)  # the first one was genuine
+    assert sync.poll()
+    assert is_revoked(sync, genuine)
+    assert not is_revoked(sync, forged)
+
+
+def test_a_304_drops_unconfirmed_hints_too(issuer, sync):
+    claims = old_claims(issuer)
+    polls = issuer.counts["revocations_304"]
+    sync.apply_hint(forged_client_hint(issuer.version + 1))
+    assert sync.poll()
+    assert issuer.counts["revocations_304"] == polls + 1
+    assert not is_revoked(sync, claims)
+
+
 def test_a_malformed_redis_url_fails_at_construction(issuer):
     pytest.importorskip("redis")
     with pytest.raises(ValueError):
