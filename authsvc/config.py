@@ -5,8 +5,10 @@ with its own type and checked at start, so a typo stops start-up with one
 line naming the variable instead of failing later on a request.
 """
 
+import base64
 import os
 from dataclasses import dataclass
+from dataclasses import field
 from dataclasses import fields
 from dataclasses import replace
 from urllib.parse import urlsplit
@@ -14,6 +16,7 @@ from urllib.parse import urlsplit
 from .errors import ConfigError
 
 SIGNING_ALGS = ("RS256", "ES256", "EdDSA")
+KEY_STORES = ("files", "database")
 
 
 @dataclass(frozen=True)
@@ -22,6 +25,11 @@ class Settings:
     database_url: str = "sqlite:///instance/authsvc.db"
     redis_url: str | None = None
     keys_dir: str = "keys"
+    # Where the key ring lives: "files" (keys_dir) or "database" (the shared store, private keys encrypted).
+    key_store: str = "files"
+    # 32-byte keys that encrypt private keys in the database ring: the first encrypts, any decrypts.
+    # Never in repr, logs or error messages.
+    key_encryption_key: tuple[bytes, ...] = field(default=(), repr=False)
     bind: str = "127.0.0.1:8000"
     signing_alg: str = "RS256"
     access_token_ttl: int = 600
@@ -29,19 +37,23 @@ class Settings:
     refresh_token_ttl: int = 1209600
     # CIDRs of reverse proxies whose X-Forwarded-For / X-Request-Id are believed; empty: the socket peer.
     trusted_proxies: tuple[str, ...] = ()
-    # Where /metrics is served: "" means on the main bind, guarded by metrics_token when that is set.
+    # Where /metrics is served: its own HOST:PORT, or "" for the main bind behind metrics_token; off with neither.
     metrics_bind: str = ""
     metrics_token: str | None = None
     # Clock skew the issuer's own endpoints (userinfo, introspection) allow after exp.
     endpoint_leeway: int = 5
+    # RFC 9449 §8: the token endpoint asks every DPoP proof for a server nonce (DPoP-Nonce).
+    dpop_nonce_required: bool = False
     # Not in the environment: fixed by the protocol or by our security choices.
     code_ttl: int = 60
     # A refresh token just spent may be presented again for this long (two tabs, a lost answer).
     refresh_grace: int = 5
     leeway: int = 60
+    # Moving windows: per username a temporary lock, per client address a throttle (429).
     login_attempts_per_user: int = 10
     login_attempts_per_address: int = 50
     login_window: int = 300
+    login_address_window: int = 60
     session_ttl: int = 86400
 
     @classmethod
@@ -83,6 +95,15 @@ class Settings:
             raise ConfigError(f"AUTHSVC_ENDPOINT_LEEWAY: {self.endpoint_leeway} is out of range (0 to 15 s)")
         if self.metrics_bind:
             _check_bind(self.metrics_bind, "AUTHSVC_METRICS_BIND")
+        if self.key_store not in KEY_STORES:
+            raise ConfigError(f"AUTHSVC_KEY_STORE: {self.key_store!r} is not one of {', '.join(KEY_STORES)}")
+        if self.key_store == "database" and not self.key_encryption_key:
+            raise ConfigError("AUTHSVC_KEY_ENCRYPTION_KEY: required with AUTHSVC_KEY_STORE=database")
+        if any(not isinstance(kek, bytes) or len(kek) != 32 for kek in self.key_encryption_key):
+            raise ConfigError("AUTHSVC_KEY_ENCRYPTION_KEY: each value must be 32 bytes")
+        for name in ("login_attempts_per_user", "login_attempts_per_address", "login_window", "login_address_window"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name}: must be at least 1")
         for name in ("access_token_ttl", "id_token_ttl", "refresh_token_ttl"):
             value = getattr(self, name)
             if not 1 <= value <= 365 * 86400:
@@ -106,8 +127,32 @@ def _seconds(raw: str) -> int:
     return value
 
 
+def _flag(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value not in ("true", "false", "1", "0", "yes", "no"):
+        raise ValueError(f"{raw!r} is not true or false")
+    return value in ("true", "1", "yes")
+
+
 def _text(raw: str) -> str:
     return raw.strip()
+
+
+def _encryption_keys(raw: str) -> tuple[bytes, ...]:
+    # The value is a secret: no message here may quote it, not even in part.
+    keys = []
+    for position, item in enumerate(raw.split(","), 1):
+        item = item.strip()
+        try:
+            key = base64.urlsafe_b64decode(item + "=" * (-len(item) % 4))
+        except ValueError:
+            key = b""
+        if len(key) != 32 or not item:
+            raise ValueError(f"value {position} is not 32 bytes in base64url (make one with secrets.token_urlsafe(32))")
+        keys.append(key)
+    if len(keys) > 2:
+        raise ValueError("at most two comma-separated values (the new one first, the old one second)")
+    return tuple(keys)
 
 
 def _cidrs(raw: str) -> tuple[str, ...]:
@@ -130,6 +175,8 @@ _ENV = {
     "database_url": _text,
     "redis_url": _text,
     "keys_dir": _text,
+    "key_store": _text,
+    "key_encryption_key": _encryption_keys,
     "bind": _text,
     "signing_alg": _text,
     "access_token_ttl": _seconds,
@@ -139,6 +186,7 @@ _ENV = {
     "metrics_bind": _text,
     "metrics_token": _text,
     "endpoint_leeway": _seconds,
+    "dpop_nonce_required": _flag,
 }
 
 

@@ -20,6 +20,9 @@ EVENTS = frozenset(
         "login.throttled",
         "consent.granted",
         "consent.withdrawn",
+        "device.approved",
+        "device.denied",
+        "device.throttled",
         "logout",
         "session.revoked",
         "token.revoked",
@@ -28,6 +31,9 @@ EVENTS = frozenset(
         "refresh.reuse_detected",
         "refresh.family_revoked",
         "refresh.client_mismatch",
+        "refresh.dpop_key_mismatch",
+        "dpop.proof_rejected",
+        "dpop.proof_replayed",
         "code.reuse_detected",
         "client.created",
         "client.deleted",
@@ -39,6 +45,7 @@ EVENTS = frozenset(
         "key.rotated",
         "key.pruned",
         "key.migrated",
+        "metrics.unauthorized",
     }
 )
 

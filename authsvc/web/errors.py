@@ -2,7 +2,8 @@
 
 OAuth errors are JSON with their RFC status; the pages (authorize, login,
 logout) answer with an HTML error page instead; a store or key-ring outage is
-a 503 with ``Retry-After``; anything unexpected is a 500 without detail (the
+a 503 with ``Retry-After``; a body whose framing the server cannot parse is
+a 400 (see ``framing``); anything unexpected is a 500 without detail (the
 traceback goes to the log, never to the client).
 """
 
@@ -16,10 +17,11 @@ from werkzeug.exceptions import HTTPException
 from ..errors import KeyRingError
 from ..errors import StoreUnavailable
 from ..oauth.errors import OAuth2Error
+from .framing import guard_body_reads
 
 log = logging.getLogger(__name__)
 
-PAGES = ("/authorize", "/login", "/logout")
+PAGES = ("/authorize", "/login", "/logout", "/device")
 
 
 def wants_page() -> bool:
@@ -38,6 +40,8 @@ _TITLES = {400: "This request cannot be completed", 404: "Page not found", 503: 
 
 
 def init_app(app) -> None:
+    app.wsgi_app = guard_body_reads(app.wsgi_app)
+
     @app.errorhandler(OAuth2Error)
     def oauth_error(error):
         return error_response(error.status_code or 400, error.error, error.get_error_description() or error.error)
@@ -70,7 +74,8 @@ def init_app(app) -> None:
 
     @app.errorhandler(Exception)
     def unexpected(error):
-        log.exception("unexpected error on %s %s", request.method, request.path)
+        # %r: the path is the client's, and a CR or LF in it must not start a new log line.
+        log.exception("unexpected error on %s %r", request.method, request.path)
         return error_response(500, "server_error", "The server could not handle this request.")
 
 

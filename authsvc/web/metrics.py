@@ -1,6 +1,7 @@
 """Prometheus metrics. Under gunicorn each worker writes to a shared
-multiprocess directory (``PROMETHEUS_MULTIPROC_DIR``, set by gunicorn.conf.py)
-so ``/metrics`` reports the whole server, not one worker.
+multiprocess directory (``PROMETHEUS_MULTIPROC_DIR``, set by
+``gunicorn_config.on_starting``) so ``/metrics`` reports the whole server, not
+one worker. Where ``/metrics`` is served, and to whom, is decided in ``ops``.
 
 Labels are endpoint names and status codes only: never tokens, client
 secrets, usernames or anything else a request carries.

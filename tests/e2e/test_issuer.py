@@ -30,6 +30,7 @@ from tests.servers import run_cli
 from tests.servers import server_env
 
 CC = {"grant_type": "client_credentials"}
+METRICS_TOKEN = "e2e-metrics-token-0123456789abcdef"
 
 
 def wait_for(check, timeout=15.0, what="condition"):
@@ -48,7 +49,7 @@ class Cluster:
     def __init__(self, tmp_path):
         port_a, port_b = free_port(), free_port()
         self.issuer = f"http://127.0.0.1:{port_a}"
-        self.env = server_env(tmp_path, issuer=self.issuer)
+        self.env = server_env(tmp_path, issuer=self.issuer, AUTHSVC_METRICS_TOKEN=METRICS_TOKEN)
         prepare(self.env)
         self.keys_dir = Path(self.env["AUTHSVC_KEYS_DIR"])
         made = cli_json(
@@ -327,14 +328,29 @@ def test_logs_carry_no_secrets_or_tokens(cluster):
 
 def test_metrics_count_requests_across_workers_and_carry_no_secrets(cluster):
     instance = cluster.instances[0]
-    before = _token_requests(requests.get(instance.url + "/metrics", timeout=5).text)
+    scrape = {"Authorization": "Bearer " + METRICS_TOKEN}
+    before = _token_requests(requests.get(instance.url + "/metrics", headers=scrape, timeout=5).text)
     for _ in range(3):
         requests.post(instance.url + "/token", data={"grant_type": "client_credentials"}, timeout=5)
-    body = requests.get(instance.url + "/metrics", timeout=5).text
+    body = requests.get(instance.url + "/metrics", headers=scrape, timeout=5).text
     # gunicorn's workers write to one multiprocess directory, so /metrics sums them all.
     assert _token_requests(body) == before + 3
     assert cluster.secret not in body
     assert not any(token in body for token in cluster.issued)
+
+
+def test_metrics_on_the_main_bind_need_the_bearer_token(cluster):
+    """AUTHSVC_METRICS_TOKEN without AUTHSVC_METRICS_BIND: /metrics answers only to that token."""
+    url = cluster.a.url + "/metrics"
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic " + METRICS_TOKEN}):
+        refused = requests.get(url, headers=headers, timeout=5)
+        assert refused.status_code == 401, headers
+        assert refused.headers["WWW-Authenticate"].startswith("Bearer")
+        assert "authsvc_http_requests_total" not in refused.text
+    token = cluster.token(cluster.a)
+    assert requests.get(url, headers={"Authorization": "Bearer " + token}, timeout=5).status_code == 401
+    assert requests.get(url, headers={"Authorization": "Bearer " + METRICS_TOKEN}, timeout=5).status_code == 200
+    assert METRICS_TOKEN not in cluster.a.read_log()
 
 
 def _token_requests(metrics: str) -> float:
@@ -382,11 +398,12 @@ def test_serve_json_prints_one_document_and_keeps_stdout_for_it(tmp_path):
 
         def healthy():
             try:
-                return requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1).ok
-            except requests.ConnectionError:
+                return requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5).ok
+            except requests.RequestException:
+                # Not listening yet, or listening while the worker still boots (a loaded machine).
                 return process.poll() is not None  # exited: stop waiting, the asserts below say why
 
-        wait_for(healthy, what="serve --json")
+        wait_for(healthy, timeout=60, what="serve --json")
         assert requests.get(f"http://127.0.0.1:{port}/jwks.json", timeout=5).ok  # an access-log line
     finally:
         os.killpg(process.pid, 15)

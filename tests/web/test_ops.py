@@ -1,6 +1,16 @@
 """Operations endpoints and housekeeping, in process."""
 
+import pytest
+
 from tests.conftest import basic_auth
+
+METRICS_TOKEN = "metrics-token-for-tests-0123456789"
+
+
+@pytest.fixture
+def settings(settings):
+    """/metrics is served on the main bind only behind a token (tests/web/test_metrics_access.py)."""
+    return settings.with_overrides(metrics_token=METRICS_TOKEN)
 
 
 def test_metrics_count_requests_by_endpoint_and_status(client, make_client):
@@ -9,7 +19,7 @@ def test_metrics_count_requests_by_endpoint_and_status(client, make_client):
         "/token", data={"grant_type": "client_credentials"}, headers=basic_auth(record.client_id, secret)
     )
     client.post("/token", data={"grant_type": "client_credentials"}, headers=basic_auth(record.client_id, "wrong"))
-    response = client.get("/metrics")
+    response = client.get("/metrics", headers={"Authorization": "Bearer " + METRICS_TOKEN})
     body = response.get_data(as_text=True)
     assert response.status_code == 200
     assert response.mimetype == "text/plain"
