@@ -22,9 +22,10 @@ test: install
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest
 
+# Loopback servers, wrk and node-oidc-provider from npm; one table, and benchmarks/results/latest.json.
+# Options through BENCH_ARGS, e.g. make bench BENCH_ARGS="--only token --algs ES256".
 bench: install
-	$(PY) benchmarks/verify_bench.py
-	$(PY) benchmarks/propagation_bench.py
+	$(PY) benchmarks/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache test-artifacts
