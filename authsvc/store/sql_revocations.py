@@ -86,6 +86,13 @@ class RevocationsMixin:
             rows = conn.execute(query.order_by(revocations.c.version)).all()
         return RevocationPage(version=current, entries=[to_record(Revocation, row) for row in rows], full=full)
 
+    def revocation_versions(self) -> tuple[int, int]:
+        """Return (highest version assigned, highest version purged): one small read, no entries."""
+        query = sa.select(store_meta.c.key, store_meta.c.value).where(store_meta.c.key.in_((_VERSION, _PURGED)))
+        with reading(self._engine) as conn:
+            meta = dict(conn.execute(query).all())
+        return meta[_VERSION], meta[_PURGED]
+
     def is_listed(self, kind: str, value: str, now: float) -> bool:
         """Tell whether a live entry lists this (kind, value)."""
         return self._live(kind, value, now) is not None

@@ -97,6 +97,22 @@ def test_etag_and_if_none_match_give_304_until_the_list_changes(client, rp, toke
     assert changed.json["version"] == first.json["version"] + 1
 
 
+def test_an_up_to_date_poller_gets_its_304_without_the_list_being_built(client, services, monkeypatch):
+    """A 304 costs two counters, not a read of every entry: pollers of a long list stay cheap."""
+    services.revocations.revoke_jtis([(f"j{i}", services.clock() + 600) for i in range(50)])
+    full = get_list(client)
+    delta = client.get(f"/revocations?since={full.json['version'] - 10}")
+
+    def built(*_):
+        raise AssertionError("the list was built for a 304")
+
+    monkeypatch.setattr(services.revocations, "document", built)
+    for answer, path in ((full, "/revocations"), (delta, f"/revocations?since={full.json['version'] - 10}")):
+        again = client.get(path, headers={"If-None-Match": answer.headers["ETag"]})
+        assert again.status_code == 304
+    assert full.headers["ETag"] != delta.headers["ETag"]
+
+
 @pytest.mark.parametrize("form", ["weak", "list", "star"])
 def test_if_none_match_uses_weak_comparison(client, form):
     # RFC 9110 §13.1.2: If-None-Match compares weakly; a proxy that compresses
