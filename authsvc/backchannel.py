@@ -113,7 +113,7 @@ class LogoutSender:
         return attempted
 
     def _attempt(self, delivery) -> None:
-        fixed = json.loads(delivery.logout_token)
+        fixed = json.loads(delivery.logout_claims)
         who = {"client_id": delivery.client_id, "sub": fixed.get("sub"), "jti": fixed["jti"]}
         try:
             client = self.store.get_client(delivery.client_id)

@@ -146,8 +146,8 @@ def test_ending_a_session_queues_one_token_for_each_client_with_a_uri(services, 
     queued = services.store.list_logout_deliveries()
     assert sorted(d.client_id for d in queued) == sorted([first.client_id, second.client_id])
     assert {d.uri for d in queued} == {receiver.uri}
-    assert all(json.loads(d.logout_token)["sid"] == sid for d in queued)
-    assert len({json.loads(d.logout_token)["jti"] for d in queued}) == 2
+    assert all(json.loads(d.logout_claims)["sid"] == sid for d in queued)
+    assert len({json.loads(d.logout_claims)["jti"] for d in queued}) == 2
     assert services.store.get_session(sid).ended_at == services.clock()
     assert receiver.tokens == []  # queued, not sent: the logout never waits for an app
 
@@ -161,7 +161,7 @@ def test_revoking_a_user_queues_tokens_for_every_session(services, make_client, 
 
     services.revocations.revoke_subject(user.sub)
 
-    queued = [json.loads(d.logout_token) for d in services.store.list_logout_deliveries()]
+    queued = [json.loads(d.logout_claims) for d in services.store.list_logout_deliveries()]
     assert sorted(q["sid"] for q in queued) == sorted(sids)
     assert {q["sub"] for q in queued} == {user.sub}
     assert services.store.list_sessions(user.sub, services.clock()) == []
@@ -174,7 +174,7 @@ def test_a_session_recorded_before_sessions_existed_still_reaches_its_clients(se
     services.revocations.end_session("old-sid")
 
     [queued] = services.store.list_logout_deliveries()
-    claims = json.loads(queued.logout_token)
+    claims = json.loads(queued.logout_claims)
     assert (claims["sid"], claims["sub"]) == ("old-sid", None)
 
 
@@ -196,7 +196,7 @@ def test_the_delivered_token_is_a_signed_logout_token(services, make_client, sen
     assert claims["sid"] == sid and claims["sub"] == user.sub
     assert claims["events"] == {EVENT: {}}
     assert claims["iat"] == int(services.clock()) and claims["exp"] - claims["iat"] == 120
-    assert claims["jti"] == json.loads(services.store.list_logout_deliveries()[0].logout_token)["jti"]
+    assert claims["jti"] == json.loads(services.store.list_logout_deliveries()[0].logout_claims)["jti"]
     assert "nonce" not in claims  # §2.4: a logout token must not be mistaken for an ID token
     assert services.store.list_logout_deliveries()[0].delivered_at == services.clock()
     assert sender.run_once() == 0
@@ -416,7 +416,7 @@ def test_admin_revocation_of_a_user_queues_logout_tokens(cli, services, make_cli
 
     assert code == 0, err
     [queued] = services.store.list_logout_deliveries()
-    assert json.loads(queued.logout_token)["sid"] == sid
+    assert json.loads(queued.logout_claims)["sid"] == sid
 
 
 def test_discovery_announces_backchannel_logout(services):

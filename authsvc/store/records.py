@@ -118,3 +118,58 @@ class RevocationPage:
     version: int
     entries: list[Revocation] = field(default_factory=list)
     full: bool = True
+
+
+@dataclass(frozen=True)
+class DeviceCode:
+    """An RFC 8628 device authorization grant; the device code itself is kept only as its hash."""
+
+    device_code_hash: str
+    user_code: str  # canonical: 8 letters, no dash
+    client_id: str
+    scope: str
+    expires_at: float
+    interval: int
+    status: str = "pending"  # pending | approved | denied | consumed
+    resource: str | None = None
+    last_polled_at: float | None = None
+    # Who decided, from which browser session (set on approval or denial).
+    sub: str | None = None
+    auth_time: float | None = None
+    sid: str | None = None
+
+
+@dataclass(frozen=True)
+class BrowserSession:
+    """A signed-in browser, for the account page and back-channel logout (the cookie stays the credential)."""
+
+    sid: str
+    sub: str
+    created_at: float
+    last_seen_at: float
+    expires_at: float
+    user_agent: str = ""
+    address: str = ""
+    ended_at: float | None = None
+
+
+@dataclass(frozen=True)
+class LogoutDelivery:
+    """One back-channel logout token owed to one client (OpenID Connect Back-Channel Logout 1.0).
+
+    ``logout_claims`` holds the claims that stay the same on every attempt
+    (``jti``, ``sid``, ``sub``) as JSON; the token is signed when it is sent.
+    ``claimed_until`` is the lease of the instance sending it, and its value
+    identifies that claim.
+    """
+
+    id: int
+    client_id: str
+    uri: str
+    logout_claims: str
+    created_at: float
+    next_attempt_at: float
+    attempts: int = 0
+    claimed_until: float | None = None
+    delivered_at: float | None = None
+    last_error: str | None = None

@@ -233,11 +233,39 @@ logout_outbox = sa.Table(
     sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
     sa.Column("client_id", sa.Text, _client_fk(), nullable=False, index=True),
     sa.Column("uri", sa.Text, nullable=False),
-    sa.Column("logout_token", sa.Text, nullable=False),
+    # The claims that stay the same on every attempt (jti, sid, sub); each attempt signs a fresh token.
+    sa.Column("logout_claims", sa.Text, nullable=False),
     sa.Column("created_at", sa.Double, nullable=False),
     sa.Column("next_attempt_at", sa.Double, nullable=False, index=True),
     sa.Column("attempts", sa.Integer, nullable=False),
     sa.Column("claimed_until", sa.Double),
     sa.Column("delivered_at", sa.Double),
     sa.Column("last_error", sa.Text),
+)
+
+# The key ring when AUTHSVC_KEY_STORE=database: one row per signing key. The public JWK is kept
+# in clear so the JWKS and verification need no decryption; the private key is PKCS#8 DER under
+# AES-GCM (the kid as associated data), by the key-encryption key whose fingerprint is kek_id.
+# Every change bumps store_meta "keyring_version", which instances poll.
+signing_keys = sa.Table(
+    "signing_keys",
+    metadata,
+    sa.Column("kid", sa.Text, primary_key=True),
+    sa.Column("alg", sa.Text, nullable=False),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("activated_at", sa.BigInteger),
+    sa.Column("retired_at", sa.BigInteger),
+    sa.Column("public_jwk", sa.Text, nullable=False),
+    sa.Column("private_key", sa.LargeBinary, nullable=False),
+    sa.Column("kek_id", sa.Text, nullable=False),
+)
+
+# Secrets of the database key ring (the browser-session secret), encrypted like private keys.
+keyring_secrets = sa.Table(
+    "keyring_secrets",
+    metadata,
+    sa.Column("name", sa.Text, primary_key=True),
+    sa.Column("value", sa.LargeBinary, nullable=False),
+    sa.Column("kek_id", sa.Text, nullable=False),
 )

@@ -126,7 +126,7 @@ class SessionsMixin:
                 values = {
                     "client_id": holder.client_id,
                     "uri": holder.backchannel_logout_uri,
-                    "logout_token": logout_claims(holder.sid, targets[holder.sid]),
+                    "logout_claims": logout_claims(holder.sid, targets[holder.sid]),
                     "created_at": now,
                     "next_attempt_at": now,
                     "attempts": 0,
