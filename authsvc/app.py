@@ -8,6 +8,8 @@ from .config import Settings
 from .services import Services
 from .services import build
 from .web import init_app
+from .web.proxies import TrustedProxies
+from .web.request_id import RequestId
 
 # Small bodies only: every protocol request fits in a few kilobytes, and a
 # cap keeps multipart and form parsing cheap (SECURITY.md E.52).
@@ -30,5 +32,12 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         TRAP_HTTP_EXCEPTIONS=False,
     )
     init_app(app, services)
+    is_trusted_proxy = None
+    if services.settings.trusted_proxies:
+        proxies = TrustedProxies(app.wsgi_app, services.settings.trusted_proxies)
+        app.wsgi_app = proxies
+        is_trusted_proxy = proxies.is_trusted
+    # Outside TrustedProxies: the request id is believed from the socket peer, not from X-Forwarded-For.
+    app.wsgi_app = RequestId(app.wsgi_app, is_trusted_proxy)
     logging.getLogger("authsvc").setLevel(logging.INFO)
     return app

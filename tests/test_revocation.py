@@ -1,8 +1,8 @@
 """authsvc.revocation: the revocation list and its Redis fan-out, on every store backend.
 
 ``Revocations`` decides what goes on the list and for how long; the store
-keeps it; ``RedisNotifier`` tells verifiers at once. The rate limiter shares
-the Redis connection rules, so its fallback is tested here too.
+keeps it; ``RedisNotifier`` tells verifiers at once. (The rate limiter's
+Redis rules are tested in tests/test_ratelimit.py.)
 """
 
 import dataclasses
@@ -15,7 +15,6 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from authsvc.config import Settings
-from authsvc.ratelimit import Limiter
 from authsvc.revocation import RedisNotifier
 from authsvc.revocation import Revocations
 from authsvc.revocation import channel_for
@@ -411,42 +410,6 @@ def test_dead_redis_logs_a_warning_and_the_revocation_still_stands(store, clock,
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING and r.name == "authsvc.revocation"]
     assert len(warnings) == 1
     assert "fan-out" in warnings[0].getMessage()
-
-
-# --- the rate limiter's Redis counters ------------------------------------------------------
-
-
-def test_limiter_counts_in_redis_shared_by_two_instances(store, clock, redis_url):  # noqa: F811
-    key = "test:" + secrets.token_hex(8)
-    first, second = Limiter(store, clock, redis_url), Limiter(store, clock, redis_url)
-    try:
-        counts = [first.hit(key, 300), second.hit(key, 300), first.hit(key, 300)]
-
-        assert counts == [1, 2, 3]
-        assert second.count(key, 300) == 3
-        # The counter lives in Redis; the database is not written on the hot path.
-        assert store.count(key, 300, clock()) == 0
-        first.reset(key)
-        assert second.count(key, 300) == 0
-    finally:
-        first.reset(key)
-
-
-def test_limiter_falls_back_to_the_store_when_redis_is_down(store, clock, caplog):
-    key = "test:" + secrets.token_hex(8)
-    limiter = Limiter(store, clock, DEAD_REDIS_URL)
-    other_instance = Limiter(store, clock, DEAD_REDIS_URL)
-
-    with caplog.at_level(logging.WARNING, logger="authsvc.ratelimit"):
-        counts = [limiter.hit(key, 300), other_instance.hit(key, 300), limiter.hit(key, 300)]
-
-    # Never silently open: the count keeps growing, shared through the database.
-    assert counts == [1, 2, 3]
-    assert other_instance.count(key, 300) == 3
-    assert store.count(key, 300, clock()) == 3
-    assert any("using the database" in r.getMessage() for r in caplog.records)
-    limiter.reset(key)
-    assert limiter.count(key, 300) == 0
 
 
 def _subscribed(pubsub, timeout=5.0) -> bool:

@@ -1,6 +1,12 @@
-"""Fixed-window counters: the rate-limit state every instance shares through the database."""
+"""Moving-window rate-limit entries: the state every instance shares through the database.
 
-import math
+One row per key holds the times of the key's most recent accepted attempts,
+newest first and at most ``limit`` of them: the same shape and the same rule
+as the ``limits`` library's Redis storage (a list, LPUSH + LTRIM), so
+``authsvc.ratelimit`` runs one strategy on either backend.
+"""
+
+import json
 
 import sqlalchemy as sa
 
@@ -14,42 +20,55 @@ from .sql_base import writing
 class CountersMixin:
     _engine: sa.Engine
 
-    def hit(self, key: str, window: int, now: float) -> int:
-        """Count one hit on key in the current window; return the window's count so far."""
-        start = _window_start(key, window, now)
+    def acquire_entry(self, key: str, limit: int, expiry: int, now: float, amount: int = 1) -> bool:
+        """Record ``amount`` attempts at ``now`` unless that would put more than ``limit`` in the last ``expiry`` s.
+
+        Check and record are one transaction holding the key's row lock
+        (PostgreSQL) or the database write lock (SQLite), so parallel attempts
+        are ordered and never more than ``limit`` are accepted.
+        """
+        _check(key, limit, expiry)
+        if amount > limit:
+            return False
         with writing(self._engine) as conn:
-            insert = upsert(conn, counters).values(key=key, window_start=start, count=1, expires_at=start + window)
-            # One statement, so concurrent hits never lose a count: the row
-            # lock (PostgreSQL) or the write lock (SQLite) orders them.
-            insert = insert.on_conflict_do_update(
-                index_elements=[counters.c.key],
-                set_={
-                    "count": sa.case(
-                        (counters.c.window_start == insert.excluded.window_start, counters.c.count + 1),
-                        else_=1,
-                    ),
-                    "window_start": insert.excluded.window_start,
-                    "expires_at": insert.excluded.expires_at,
-                },
-            ).returning(counters.c.count)
-            return conn.execute(insert).scalar_one()
+            new_row = upsert(conn, counters).values(key=key, entries="[]", expires_at=now)
+            conn.execute(new_row.on_conflict_do_nothing(index_elements=[counters.c.key]))
+            query = sa.select(counters.c.entries).where(counters.c.key == key).with_for_update()
+            entries = _entries(conn.execute(query).scalar_one())
+            if len(entries) > limit - amount and entries[limit - amount] >= now - expiry:
+                return False
+            entries = ([now] * amount + entries)[:limit]
+            conn.execute(
+                sa.update(counters)
+                .where(counters.c.key == key)
+                # The window includes its edge (>=), so the row outlives it by a second.
+                .values(entries=json.dumps(entries), expires_at=max(entries) + expiry + 1)
+            )
+        return True
 
-    def count(self, key: str, window: int, now: float) -> int:
-        """Return the count of the current window without adding to it."""
-        start = _window_start(key, window, now)
-        query = sa.select(counters.c.count).where(counters.c.key == key, counters.c.window_start == start)
+    def moving_window(self, key: str, limit: int, expiry: int, now: float) -> tuple[float, int]:
+        """Return (time of the oldest attempt still in the window, attempts in the window); (now, 0) if none."""
+        _check(key, limit, expiry)
         with reading(self._engine) as conn:
-            return conn.execute(query).scalar() or 0
+            raw = conn.execute(sa.select(counters.c.entries).where(counters.c.key == key)).scalar()
+        recent = [at for at in _entries(raw)[:limit] if at >= now - expiry]
+        if not recent:
+            return now, 0
+        return min(recent), len(recent)
 
-    def reset_counter(self, key: str) -> None:
-        """Forget a key's count (a successful login clears its failures)."""
+    def clear_entries(self, key: str) -> None:
+        """Forget one key's attempts: that exact key, never a pattern."""
         check_text(key=key)
         with writing(self._engine) as conn:
             conn.execute(sa.delete(counters).where(counters.c.key == key))
 
 
-def _window_start(key: str, window: int, now: float) -> int:
+def _entries(raw: str | None) -> list[float]:
+    return [float(at) for at in json.loads(raw)] if raw else []
+
+
+def _check(key: str, limit: int, expiry: int) -> None:
     check_text(key=key)
-    if isinstance(window, bool) or not isinstance(window, int) or window <= 0:
-        raise ValueError("window must be a positive number of seconds")
-    return math.floor(now / window) * window
+    for name, value in (("limit", limit), ("expiry", expiry)):
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ValueError(f"{name} must be a positive whole number")

@@ -104,6 +104,9 @@ def _decide(login, typed):
     who = {"client_id": client.client_id, "sub": login.user.sub, "scope": record.scope}
     if approved:
         _remember_consent(login, client, record.scope)
+        # The device's tokens belong to this session: its logout reaches the client's back channel too.
+        if login.sid:
+            svc.store.record_session_client(login.sid, client.client_id, svc.clock())
         security_event("device.approved", **who)
     else:
         security_event("device.denied", **who)

@@ -4,13 +4,18 @@ cookie attributes, security headers, escaping, return_to, and the
 brute-force limit across two real instances (SQL store and Redis).
 """
 
+import logging
 import re
+import secrets
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 from urllib.parse import urlencode
 
 import pytest
 import requests
 
+from authsvc import ratelimit
 from authsvc.app import create_app
 from authsvc.services import build
 from tests import oidc
@@ -20,6 +25,7 @@ from tests.oidc import fast_hashing  # noqa: F401
 from tests.oidc import keyring  # noqa: F401
 from tests.oidc import keyring_template  # noqa: F401
 from tests.oidc import unverified
+from tests.services_available import DEAD_REDIS_URL
 from tests.services_available import redis_url_or_skip
 
 pytestmark = pytest.mark.usefixtures("fast_hashing")
@@ -148,7 +154,8 @@ def _normalised(response, username):
     body = response.get_data(as_text=True)
     body = re.sub(r'name="csrf_token" value="[^"]*"', 'name="csrf_token" value=""', body)
     body = body.replace(f'value="{username}"', 'value=""')
-    headers = sorted((k, v) for k, v in response.headers.items() if k.lower() not in ("content-length",))
+    # X-Request-Id is random per request: it tells nothing about the account.
+    headers = sorted((k, v) for k, v in response.headers.items() if k.lower() not in ("content-length", "x-request-id"))
     return response.status_code, headers, body
 
 
@@ -222,8 +229,212 @@ def test_brute_force_limit_is_temporary_and_per_username(client, app, make_user,
     other = app.test_client()
     assert post_login(other, "bob", PASSWORD, csrf=csrf_of(other.get("/login"))).status_code == 303
 
-    clock.advance(settings.login_window)
+    # A moving window includes its edge: the guesses count until a moment after login_window.
+    clock.advance(settings.login_window - 1)
+    assert post_login(client, "alice", PASSWORD, csrf=token).status_code == 401
+    clock.advance(2)
     assert post_login(client, "alice", PASSWORD, csrf=token).status_code == 303
+
+
+# -- rate limits: counted first, no window edge, Redis outages, proxies ------------------
+
+
+@pytest.fixture
+def limited(settings, clock, keyring, store):  # noqa: F811 - the fixture
+    """Build an app on the test database with other settings: limited(**overrides) -> (app, services)."""
+    built = []
+
+    def make(**overrides):
+        services = build(settings.with_overrides(**overrides), clock=clock, keyring=keyring)
+        built.append(services)
+        return create_app(services=services), services
+
+    yield make
+    for services in built:
+        services.close()
+
+
+def _unique_issuer() -> str:
+    # Redis keys are namespaced per issuer: a test of its own never meets another run's counts.
+    return f"http://127.0.0.1:{secrets.randbelow(40000) + 20000}"
+
+
+def _events(caplog, name):
+    return [r for r in caplog.records if getattr(r, "event", None) == name]
+
+
+def test_parallel_guesses_cannot_pass_the_limit(app, make_user, settings, caplog):
+    """With 9 failures recorded, 8 parallel guesses (the right one among them): one more is checked, no more."""
+    make_user()
+    browser = app.test_client()
+    token = csrf_of(browser.get("/login"))
+    for i in range(settings.login_attempts_per_user - 1):
+        assert post_login(browser, "alice", f"guess-{i}", csrf=token).status_code == 401
+    browsers = [app.test_client() for _ in range(8)]
+    tokens = [csrf_of(b.get("/login")) for b in browsers]
+    passwords = [f"parallel-{i}" for i in range(7)] + [PASSWORD]
+    barrier = threading.Barrier(len(browsers), timeout=30)
+
+    def guess(i):
+        barrier.wait()
+        return post_login(browsers[i], "alice", passwords[i], csrf=tokens[i]).status_code
+
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="authsvc.security"):
+        with ThreadPoolExecutor(len(browsers)) as pool:
+            statuses = list(pool.map(guess, range(len(browsers))))
+
+    assert statuses[:7] == [401] * 7
+    outcomes = [getattr(r, "event", None) for r in caplog.records]
+    outcomes = [e for e in outcomes if e in ("login.failed", "login.succeeded", "login.locked")]
+    if statuses[7] == 303:
+        # The right password took the 10th place; only its success (which clears the count) frees more.
+        assert [e for e in outcomes if e != "login.locked"][0] == "login.succeeded", outcomes
+    else:
+        # A wrong guess took the 10th place: every other attempt, the right one too, was refused unchecked.
+        assert sorted(outcomes) == ["login.failed"] + ["login.locked"] * 7, outcomes
+
+
+def test_guesses_either_side_of_a_would_be_window_edge_stay_limited(client, make_user, settings, clock):
+    make_user()
+    token = csrf_of(client.get("/login"))
+    boundary = (clock.now // settings.login_window + 1) * settings.login_window
+    clock.now = boundary - 6.4
+    for i in range(settings.login_attempts_per_user):
+        assert post_login(client, "alice", f"guess-{i}", csrf=token).status_code == 401
+        clock.advance(0.3)
+    clock.now = boundary + 0.1
+    for i in range(settings.login_attempts_per_user - 1):
+        assert post_login(client, "alice", f"after-{i}", csrf=token).status_code == 401
+
+    assert post_login(client, "alice", PASSWORD, csrf=token).status_code == 401
+
+
+@pytest.mark.parametrize("backend", ["database", "redis"])
+def test_a_user_named_star_signing_in_resets_no_one_else(limited, make_user, settings, backend):
+    overrides = {}
+    if backend == "redis":
+        overrides = {"redis_url": redis_url_or_skip(), "issuer": _unique_issuer()}
+    app, _ = limited(**overrides)
+    make_user()
+    make_user("*", PASSWORD, None)
+    browser = app.test_client()
+    token = csrf_of(browser.get("/login"))
+    for i in range(settings.login_attempts_per_user):
+        assert post_login(browser, "alice", f"guess-{i}", csrf=token).status_code == 401
+
+    assert post_login(browser, "*", PASSWORD, csrf=token).status_code == 303
+
+    other = app.test_client()
+    assert post_login(other, "alice", PASSWORD, csrf=csrf_of(other.get("/login"))).status_code == 401
+
+
+def test_a_redis_outage_mid_attack_keeps_the_account_locked(limited, make_user, settings, caplog):
+    live = {"redis_url": redis_url_or_skip(), "issuer": _unique_issuer()}
+    app, _ = limited(**live)
+    make_user()
+    browser = app.test_client()
+    token = csrf_of(browser.get("/login"))
+    for i in range(12):
+        assert post_login(browser, "alice", f"guess-{i}", csrf=token).status_code == 401
+
+    # Redis stops answering: the same deployment now reaches nothing there.
+    down, _ = limited(**{**live, "redis_url": DEAD_REDIS_URL})
+    browser = down.test_client()
+    token = csrf_of(browser.get("/login"))
+    with caplog.at_level(logging.WARNING, logger="authsvc.ratelimit"):
+        for i in range(9):
+            assert post_login(browser, "alice", f"more-{i}", csrf=token).status_code == 401
+        assert post_login(browser, "alice", PASSWORD, csrf=token).status_code == 401
+
+
+def test_one_address_failing_for_many_users_is_slowed_not_locked_out(client, app, make_user, settings, clock, caplog):
+    make_user("bob", PASSWORD, None)
+    # Start of a 300 s window, where a fixed window would hold its count longest.
+    clock.now = (clock.now // 300 + 1) * 300
+    token = csrf_of(client.get("/login"))
+    for i in range(settings.login_attempts_per_address):
+        assert post_login(client, f"random-{i}", "guess", csrf=token).status_code == 401
+
+    with caplog.at_level(logging.INFO, logger="authsvc.security"):
+        throttled = post_login(client, "random-x", "guess", csrf=token)
+    assert throttled.status_code == 429
+    retry_after = int(throttled.headers["Retry-After"])
+    assert 0 < retry_after <= settings.login_address_window + 1
+    assert f"try again in {retry_after} seconds" in throttled.get_data(as_text=True)
+    assert _events(caplog, "login.throttled")[0].address == "127.0.0.1"
+    # The attack goes on while bob waits; refused attempts do not extend the wait.
+    for i in range(30):
+        clock.advance(retry_after / 40)
+        assert post_login(client, f"more-{i}", "guess", csrf=token).status_code == 429
+
+    clock.now += retry_after - 30 * retry_after / 40
+    bob = app.test_client()
+    assert post_login(bob, "bob", PASSWORD, csrf=csrf_of(bob.get("/login"))).status_code == 303
+
+
+def test_login_events_name_who_and_where_never_the_password(client, make_user, caplog):
+    alice = make_user()
+    token = csrf_of(client.get("/login"))
+    with caplog.at_level(logging.INFO, logger="authsvc.security"):
+        post_login(client, "alice", "wrong-password-123", csrf=token)
+        post_login(client, "alice", PASSWORD, csrf=token)
+
+    failed, succeeded = _events(caplog, "login.failed")[0], _events(caplog, "login.succeeded")[0]
+    assert failed.username_hash == ratelimit.digest("alice")[:16] and failed.address == "127.0.0.1"
+    assert succeeded.sub == alice.sub and succeeded.address == "127.0.0.1"
+    logged = " ".join(r.getMessage() + repr(r.__dict__) for r in caplog.records)
+    assert PASSWORD not in logged and "wrong-password-123" not in logged and "alice" not in logged
+
+
+PROXY = "10.0.0.7"
+
+
+def _from(peer, forwarded=None):
+    headers = {"X-Forwarded-For": forwarded} if forwarded else {}
+    return {"environ_base": {"REMOTE_ADDR": peer}, "headers": headers}
+
+
+def _attempt_from(app, peer, forwarded=None, username="nobody"):
+    browser = app.test_client()
+    token = csrf_of(browser.get("/login", **_from(peer, forwarded)))
+    return post_login_from(browser, username, "guess", token, **_from(peer, forwarded))
+
+
+def post_login_from(browser, username, password, token, **kwargs):
+    return browser.post("/login", data={"username": username, "password": password, "csrf_token": token}, **kwargs)
+
+
+def test_x_forwarded_for_from_an_untrusted_peer_is_ignored(limited, settings):
+    app, _ = limited(trusted_proxies=("10.0.0.0/8",), login_attempts_per_address=3)
+    # Each attempt claims another address; all come from one socket peer that is no proxy.
+    statuses = [_attempt_from(app, "203.0.113.9", f"198.51.100.{i}").status_code for i in range(4)]
+    assert statuses == [401, 401, 401, 429]
+
+
+def test_behind_a_trusted_proxy_the_rightmost_untrusted_hop_is_the_client(limited, caplog):
+    app, _ = limited(trusted_proxies=("10.0.0.0/8",), login_attempts_per_address=3)
+    # The client may prepend anything; the proxies appended what they saw.
+    statuses = [
+        _attempt_from(app, PROXY, f"{spoofed}, 198.51.100.7, 10.0.0.3").status_code
+        for spoofed in ("1.1.1.1", "2.2.2.2", "3.3.3.3", "4.4.4.4")
+    ]
+    assert statuses == [401, 401, 401, 429]
+    with caplog.at_level(logging.INFO, logger="authsvc.security"):
+        other = _attempt_from(app, PROXY, "198.51.100.8")
+    assert other.status_code == 401
+    assert _events(caplog, "login.failed")[-1].address == "198.51.100.8"
+
+
+def test_with_trusted_proxies_forwarded_host_and_proto_change_no_url(limited, settings):
+    app, _ = limited(trusted_proxies=("10.0.0.0/8",))
+    headers = {"X-Forwarded-Host": "evil.example", "X-Forwarded-Proto": "https", "X-Forwarded-Prefix": "/evil"}
+    response = app.test_client().get(
+        "/.well-known/openid-configuration", environ_base={"REMOTE_ADDR": PROXY}, headers=headers
+    )
+    document = response.get_json()
+    assert document["issuer"] == settings.issuer
+    assert all("evil" not in str(value) for value in document.values())
 
 
 # -- session fixation -----------------------------------------------------------
@@ -441,6 +652,20 @@ def test_the_login_page_keeps_a_safe_return_to_and_drops_others(client, rp):
 
 
 # -- brute force across real instances ---------------------------------------------------
+#
+# Each test starts its own two instances behind a "proxy" (127.0.0.1 is trusted and every
+# request names a client address of its own), so no other test's attempts share its
+# per-address count, and its Redis keys live under its own issuer.
+
+
+def _two_instances(tmp_path, **env):
+    return oidc.start_deployment(tmp_path, count=2, AUTHSVC_TRUSTED_PROXIES="127.0.0.1/32", **env)
+
+
+def _browser() -> requests.Session:
+    browser = requests.Session()
+    browser.headers["X-Forwarded-For"] = f"2001:db8::{secrets.token_hex(2)}:{secrets.token_hex(2)}"
+    return browser
 
 
 def _brute_force_across(deployment):
@@ -449,7 +674,7 @@ def _brute_force_across(deployment):
     victim = deployment.user("victim", PASSWORD)
     bystander = deployment.user("bystander", PASSWORD)
 
-    browser = requests.Session()
+    browser = _browser()
     for i in range(limit):
         target = (a, b)[i % 2]
         response = oidc.http_login(browser, target.url, victim["username"], f"guess-{i}")
@@ -463,43 +688,42 @@ def _brute_force_across(deployment):
 
     # Per account: someone else from the same address still gets in.
     other = requests.Session()
+    other.headers.update(browser.headers)
     assert oidc.http_login(other, b.url, bystander["username"], PASSWORD).status_code == 303
     return victim["username"]
 
 
-def test_brute_force_limit_holds_across_two_instances_sharing_the_database(pg_pair):
-    _brute_force_across(pg_pair)
+def test_brute_force_limit_holds_across_two_instances_sharing_the_database(tmp_path, request):
+    from tests.dbs import postgres_url_or_skip
 
-
-# The attempts the Redis test adds to the per-address counter every 127.0.0.1 test shares.
-REDIS_TEST_HITS = 12
+    deployment = _two_instances(tmp_path, database_url=postgres_url_or_skip(request))
+    try:
+        _brute_force_across(deployment)
+    finally:
+        deployment.stop()
 
 
 def test_brute_force_limit_holds_across_two_instances_sharing_redis(tmp_path):
     import redis
 
+    from authsvc.config import Settings
+    from authsvc.services import redis_prefix
+
     redis_url = redis_url_or_skip()
-    # The counters live in Redis, so the database can be the embedded one.
-    deployment = oidc.start_deployment(tmp_path, count=2, redis_url=redis_url)
+    # The counters live in Redis and in the (embedded) database.
+    deployment = _two_instances(tmp_path, redis_url=redis_url)
     connection = redis.Redis.from_url(redis_url)
-    victim = None
-    address_keys = "authsvc:rl:login:addr:127.0.0.1:*"
-    before = {key: int(connection.get(key) or 0) for key in connection.scan_iter(address_keys)}
+    prefix = redis_prefix(Settings().with_overrides(issuer=deployment.issuer))
     try:
         victim = _brute_force_across(deployment)
-        keys = list(connection.scan_iter(f"authsvc:rl:login:user:{victim}:*"))
-        assert keys, "the counter lives in Redis"
-        assert max(int(connection.get(k) or 0) for k in keys) >= 10
+        key = f"{prefix}:login-user/{ratelimit.digest(victim.casefold())}/10/300/second"
+        assert connection.llen(key) == 10, "the attempts are counted in Redis"
     finally:
         deployment.stop()
-        if victim:
-            for key in connection.scan_iter(f"authsvc:rl:login:user:{victim}:*"):
-                connection.delete(key)
-        # Give back only our hits on the shared per-address counter.
-        for key in connection.scan_iter(address_keys):
-            ours = min(int(connection.get(key) or 0) - before.get(key, 0), REDIS_TEST_HITS)
-            if ours > 0 and connection.decrby(key, ours) <= 0:
-                connection.delete(key)
+        # Only this deployment's keys, by exact name (they expire on their own too).
+        keys = list(connection.scan_iter(prefix + ":*"))
+        if keys:
+            connection.delete(*keys)
         connection.close()
 
 
