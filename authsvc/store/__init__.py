@@ -5,7 +5,7 @@ PostgreSQL (several instances). Its vocabulary follows dex's storage
 interface: create_/get_/list_/update_(fn)/delete_ per record, NotFound and
 AlreadyExists from ``authsvc.errors``, and StoreUnavailable whenever the
 database cannot answer. The few operations that must happen exactly once
-across instances (consume_code, spend_refresh_token, hit) are each a single
+across instances (consume_code, spend_refresh_token, acquire_entry) are each a single
 conditional statement. Nothing here knows about OAuth or HTTP; one
 conformance suite (tests/test_store.py) runs against both backends.
 """
