@@ -4,3 +4,4 @@ from authsvc.gunicorn_config import child_exit  # noqa: F401
 from authsvc.gunicorn_config import on_exit  # noqa: F401
 from authsvc.gunicorn_config import on_starting  # noqa: F401
 from authsvc.gunicorn_config import post_fork  # noqa: F401
+from authsvc.gunicorn_config import post_worker_init  # noqa: F401

@@ -7,6 +7,7 @@ signing is CPU-bound, and each worker keeps its own key objects and pool.
 import os
 import re
 import shutil
+import signal
 import sys
 import tempfile
 
@@ -21,11 +22,12 @@ threads = 4
 timeout = 30
 graceful_timeout = 20
 keepalive = 5
-wsgi_app = "wsgi:app"
+# The app from the installed package: a wheel install has no wsgi.py beside it.
+wsgi_app = "authsvc.app:create_app()"
 # The path only (%(U)s), never the query: /logout?id_token_hint=… must not reach a log.
 accesslog = "-"
-access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(M)sms'
-# Every field of an access-log line is escaped (see EscapingLogger).
+access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(M)sms %({x-request-id}o)s'
+# Every field of an access-log line is escaped; AUTHSVC_LOG_FORMAT=json makes every line JSON (see EscapingLogger).
 logger_class = "authsvc.gunicorn_config.EscapingLogger"
 errorlog = "-"
 # gunicorn's control socket defaults to one path per user, which several
@@ -54,16 +56,59 @@ def _escape_char(match) -> str:
 
 
 class EscapingLogger(Logger):
-    """gunicorn's logger, with every access-log field escaped.
+    """gunicorn's logger: every access-log field escaped; with AUTHSVC_LOG_FORMAT=json, every line a JSON object.
 
     ``%(U)s`` is the percent-decoded path, so ``/%0D%0APOST%20/token…`` would
     otherwise end the line and write a forged one after it; a header (``%(a)s``,
     ``%({name}i)s``) could carry an ESC sequence for the terminal reading the log.
+    In JSON the encoder escapes, and the access line carries named fields instead.
+
+    ``setup`` also installs the app's own log handler (``authsvc.logs``), so
+    gunicorn's lines, the app's and the security events share one format.
     """
+
+    def setup(self, cfg):
+        from authsvc import logs
+
+        super().setup(cfg)
+        self.log_format = logs.log_format_from_env()
+        logs.configure(self.log_format)
+        for handler in self.error_log.handlers + self.access_log.handlers:
+            if getattr(handler, "_gunicorn", False):
+                handler.addFilter(logs.RequestIdFilter())
+                if self.log_format == "json":
+                    handler.setFormatter(logs.json_formatter())
 
     def atoms(self, resp, req, environ, request_time):
         atoms = super().atoms(resp, req, environ, request_time)
         return {name: escape_log_text(value) if isinstance(value, str) else value for name, value in atoms.items()}
+
+    def access(self, resp, req, environ, request_time):
+        if getattr(self, "log_format", "text") != "json":
+            return super().access(resp, req, environ, request_time)
+        if not self.access_log_enabled:
+            return
+        fields = access_fields(resp, environ, request_time)
+        try:
+            self.access_log.info("%s %s %s", fields["method"], fields["path"], fields["status"], extra=fields)
+        except Exception:
+            self.exception("cannot write an access-log line")
+
+
+def access_fields(resp, environ, request_time) -> dict:
+    """The access log's fields, by name. The path only: never the query (it can carry tokens)."""
+    status = getattr(resp, "status_code", None)
+    if status is None:
+        status = str(getattr(resp, "status", "")).split(" ", 1)[0]
+    return {
+        "method": environ.get("REQUEST_METHOD"),
+        "path": environ.get("PATH_INFO"),
+        "status": int(status) if str(status).isdigit() else None,
+        "bytes": getattr(resp, "sent", None),
+        "duration_ms": round(request_time.seconds * 1000 + request_time.microseconds / 1000, 1),
+        "request_id": environ.get("authsvc.request_id"),
+        "remote_addr": environ.get("REMOTE_ADDR"),
+    }
 
 
 def on_starting(server):
@@ -87,7 +132,40 @@ def on_starting(server):
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
         server.cfg.env_orig = getattr(server.cfg, "env_orig", {})
         server._authsvc_metrics_dir = path
+    else:
+        try:
+            removed = remove_stale_metrics(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+        except OSError as exc:
+            print(f"authsvc: PROMETHEUS_MULTIPROC_DIR: {exc}", file=sys.stderr)
+            sys.exit(1)
+        if removed:
+            server.log.info("PROMETHEUS_MULTIPROC_DIR: removed %d file(s) of an earlier run", removed)
     _start_metrics(server, settings)
+
+
+# prometheus_client's multiprocess files: {counter|histogram|summary|gauge_<mode>}_<pid>.db
+_METRICS_FILE = re.compile(r"(?:counter|histogram|summary|gauge_(?:live)?(?:all|min|max|sum|mostrecent))_\d+\.db")
+
+
+def remove_stale_metrics(path: str) -> int:
+    """Delete the metrics files an earlier run left in ``path``; return how many.
+
+    An instance stopped with kill -9 never marks its workers dead, so their
+    files would keep adding old counts (and dead workers' gauges) to every
+    scrape. Nothing of this instance runs yet, so every such file is stale.
+    Only prometheus_client's own file names are touched.
+    """
+    try:
+        names = os.listdir(path)
+    except FileNotFoundError:
+        os.makedirs(path, mode=0o700)
+        return 0
+    removed = 0
+    for name in names:
+        if _METRICS_FILE.fullmatch(name) and os.path.isfile(os.path.join(path, name)):
+            os.remove(os.path.join(path, name))
+            removed += 1
+    return removed
 
 
 def _start_metrics(server, settings) -> None:
@@ -106,6 +184,47 @@ def _start_metrics(server, settings) -> None:
         sys.exit(1)
     guarded = " (bearer token required)" if settings.metrics_token else ""
     server.log.info("Metrics at: http://%s%s%s", settings.metrics_bind, metrics_listener.PATH, guarded)
+
+
+def post_worker_init(worker):
+    """On SIGTERM, before gunicorn's own handling: fail /readyz and refuse new connections at once.
+
+    gunicorn then stops accepting and finishes the requests in flight (up to
+    graceful_timeout); connections a balancer keeps open may still bring a
+    request, and its /readyz must say "draining". The arbiter closed its copy
+    of the listening sockets already; this worker's copy is closed too, so a
+    new connection is refused (the balancer tries another instance) instead
+    of waiting in the backlog until this worker exits.
+    """
+    from authsvc.web import ops
+
+    stop = worker.handle_exit
+
+    def handle_exit(sig, frame):
+        ops.draining.set()
+        stop(sig, frame)
+        queue = getattr(worker, "method_queue", None)
+        if queue is not None:
+            # gthread: on its main loop, not inside whatever the signal interrupted.
+            queue.defer(_close_listeners, worker)
+
+    if hasattr(worker, "set_accept_enabled"):
+        accept = worker.accept
+
+        def accept_while_open(listener):
+            # A readiness event of a listener closed since (gunicorn's close() drops .sock): nothing to accept.
+            if listener.sock is not None:
+                accept(listener)
+
+        worker.accept = accept_while_open
+    worker.handle_exit = handle_exit
+    signal.signal(signal.SIGTERM, handle_exit)
+
+
+def _close_listeners(worker) -> None:
+    worker.set_accept_enabled(False)
+    for listener in worker.sockets:
+        listener.close()
 
 
 def post_fork(server, worker):

@@ -2,6 +2,7 @@
 
 import click
 
+from ..events import security_event
 from . import context
 from .output import emit
 from .output import json_option
@@ -33,5 +34,6 @@ def revoke(jti, sub, client_id, as_json):
             entries = services.revocations.revoke_client(client_id)
     finally:
         services.close()
+    security_event("token.revoked_by_admin", jti=jti, sub=sub, client_id=client_id)
     doc = [{"kind": e.kind, "value": e.value, "version": e.version, "before": e.before, "exp": e.exp} for e in entries]
     emit(doc, as_json, f"revoked ({', '.join(f'{e.kind} {e.value}' for e in entries)})")

@@ -8,6 +8,8 @@ arbiter, see ``metrics_listener``) and is a 404 here; otherwise, with
 """
 
 import logging
+import threading
+import time
 
 from flask import Blueprint
 from flask import Response
@@ -23,6 +25,14 @@ from .metrics import render_metrics
 from .metrics_listener import bearer_token_matches
 
 bp = Blueprint("ops", __name__)
+log = logging.getLogger(__name__)
+
+# Set when this process starts to stop (gunicorn_config.post_worker_init, on SIGTERM):
+# from then on /readyz fails, on connections a balancer still holds open too.
+draining = threading.Event()
+# A failing dependency is logged when its failure changes, else once a minute per process, not on every probe.
+FAILURE_LOG_INTERVAL = 60.0
+_last_logged: dict[str, tuple[str, float]] = {}
 
 
 @bp.get("/healthz")
@@ -33,22 +43,34 @@ def healthz():
 @bp.get("/readyz")
 def readyz():
     """Ready when the store answers and the key ring can sign."""
+    if draining.is_set():
+        return jsonify(status="draining"), 503
     svc = services()
-    problems = []
+    failed = []
     try:
         svc.store.ping()
     except AuthsvcError as exc:
-        problems.append(f"store: {exc}")
+        _failed(failed, "store", exc)
     try:
         svc.keyring.reload_if_changed()
         svc.keyring.active(svc.settings.signing_alg)
         if svc.keyring.last_error:
-            problems.append(f"key ring: {svc.keyring.last_error}")
+            _failed(failed, "key ring", svc.keyring.last_error)
     except AuthsvcError as exc:
-        problems.append(f"key ring: {exc}")
-    if problems:
-        return jsonify(status="unavailable", problems=problems), 503, {"Retry-After": "5"}
+        _failed(failed, "key ring", exc)
+    if failed:
+        # Names only: a driver's message can carry hosts, ports and user names.
+        return jsonify(status="unavailable", failed=failed), 503, {"Retry-After": "5"}
     return jsonify(status="ready")
+
+
+def _failed(failed: list, dependency: str, detail) -> None:
+    failed.append(dependency)
+    detail, now = str(detail), time.monotonic()
+    last_detail, last_time = _last_logged.get(dependency, ("", -FAILURE_LOG_INTERVAL))
+    if detail != last_detail or now - last_time >= FAILURE_LOG_INTERVAL:
+        _last_logged[dependency] = (detail, now)
+        log.warning("readyz: %s unavailable: %s", dependency, detail)
 
 
 @bp.get("/metrics")
