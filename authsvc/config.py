@@ -17,6 +17,7 @@ from .errors import ConfigError
 
 SIGNING_ALGS = ("RS256", "ES256", "EdDSA")
 KEY_STORES = ("files", "database")
+LOG_FORMATS = ("text", "json")
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,8 @@ class Settings:
     endpoint_leeway: int = 5
     # RFC 9449 §8: the token endpoint asks every DPoP proof for a server nonce (DPoP-Nonce).
     dpop_nonce_required: bool = False
+    # "text" (one line per record) or "json" (one JSON object per line), for app and access logs alike.
+    log_format: str = "text"
     # Not in the environment: fixed by the protocol or by our security choices.
     code_ttl: int = 60
     # A refresh token just spent may be presented again for this long (two tabs, a lost answer).
@@ -95,6 +98,8 @@ class Settings:
             raise ConfigError(f"AUTHSVC_ENDPOINT_LEEWAY: {self.endpoint_leeway} is out of range (0 to 15 s)")
         if self.metrics_bind:
             _check_bind(self.metrics_bind, "AUTHSVC_METRICS_BIND")
+        if self.log_format not in LOG_FORMATS:
+            raise ConfigError(f"AUTHSVC_LOG_FORMAT: {self.log_format!r} is not one of {', '.join(LOG_FORMATS)}")
         if self.key_store not in KEY_STORES:
             raise ConfigError(f"AUTHSVC_KEY_STORE: {self.key_store!r} is not one of {', '.join(KEY_STORES)}")
         if self.key_store == "database" and not self.key_encryption_key:
@@ -187,6 +192,7 @@ _ENV = {
     "metrics_token": _text,
     "endpoint_leeway": _seconds,
     "dpop_nonce_required": _flag,
+    "log_format": _text,
 }
 
 

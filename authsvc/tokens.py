@@ -6,11 +6,17 @@ that key's ``kid``, so verifiers never have to guess among published keys.
 
 import base64
 import hashlib
+import json
 import secrets
 
 import jwt
+from jwt.algorithms import get_default_algorithms
 
 ACCESS_TOKEN_TYP = "at+jwt"
+LOGOUT_TOKEN_TYP = "logout+jwt"
+BACKCHANNEL_LOGOUT_EVENT = "http://schemas.openid.net/event/backchannel-logout"
+# Short, as Back-Channel Logout §2.4 recommends: each delivery attempt signs a fresh one.
+LOGOUT_TOKEN_TTL = 120
 # Far above any token we sign; refuses oversized input before any parsing.
 MAX_TOKEN_CHARS = 8192
 
@@ -20,11 +26,20 @@ class TokenMinter:
         self.settings = settings
         self.keyring = keyring
         self.clock = clock
+        # (kid, typ) -> _Signer: each key's header segment is encoded once, not per token.
+        self._signers = {}
 
     def _sign(self, claims: dict, alg: str, typ: str) -> str:
+        # A no-op when the ring is watched (the server): reloads never run on a request.
         self.keyring.reload_if_changed()
+        # One read of the ring's current snapshot: kid and private key always belong together.
         key = self.keyring.active(alg)
-        return jwt.encode(claims, key.private_key, algorithm=alg, headers={"kid": key.kid, "typ": typ})
+        signer = self._signers.get((key.kid, typ))
+        if signer is None or signer.key is not key:
+            if len(self._signers) > 16:
+                self._signers.clear()  # keys rotated away: keep only what signs now
+            signer = self._signers[(key.kid, typ)] = _Signer(key, typ)
+        return signer.sign(claims)
 
     def mint_access_token(
         self,
@@ -35,10 +50,12 @@ class TokenMinter:
         audience: str,
         sid: str | None = None,
         jti: str | None = None,
+        cnf: dict | None = None,
     ) -> tuple[str, dict]:
         """Sign an access token per RFC 9068 §2 and return it with its claims.
 
-        ``jti`` is chosen by the caller when it had to record it before signing.
+        ``jti`` is chosen by the caller when it had to record it before signing;
+        ``cnf`` binds the token to a key (RFC 9449 §6.1: ``{"jkt": thumbprint}``).
         """
         now = int(self.clock())
         claims = {
@@ -53,6 +70,8 @@ class TokenMinter:
         }
         if sid:
             claims["sid"] = sid
+        if cnf:
+            claims["cnf"] = cnf
         return self._sign(claims, self.settings.signing_alg, ACCESS_TOKEN_TYP), claims
 
     def mint_id_token(
@@ -86,6 +105,28 @@ class TokenMinter:
             claims["at_hash"] = half_hash(access_token, alg)
         return self._sign(claims, alg, "JWT")
 
+    def mint_logout_token(self, *, client_id: str, alg: str, jti: str, sid: str | None, sub: str | None) -> str:
+        """Sign a logout token per OpenID Connect Back-Channel Logout 1.0 §2.4 (never a nonce).
+
+        https://openid.net/specs/openid-connect-backchannel-1_0.html#LogoutToken
+        """
+        if not sid and not sub:
+            raise ValueError("a logout token names a sid, a sub or both")
+        now = int(self.clock())
+        claims = {
+            "iss": self.settings.issuer,
+            "aud": client_id,
+            "iat": now,
+            "exp": now + LOGOUT_TOKEN_TTL,
+            "jti": jti,
+            "events": {BACKCHANNEL_LOGOUT_EVENT: {}},
+        }
+        if sub:
+            claims["sub"] = sub
+        if sid:
+            claims["sid"] = sid
+        return self._sign(claims, alg, LOGOUT_TOKEN_TYP)
+
     def decode_access_token(self, token: str) -> dict | None:
         """Return the claims of a valid, unexpired access token this issuer signed; None otherwise.
 
@@ -113,7 +154,8 @@ class TokenMinter:
         try:
             claims = jwt.decode(
                 token,
-                key.private_key.public_key(),
+                # From the published JWK: retired and next keys hold no private half in memory.
+                key.public_key,
                 algorithms=[key.alg],
                 issuer=self.settings.issuer,
                 options={
@@ -144,6 +186,36 @@ class TokenMinter:
         if client_id and client_id not in aud:
             return None
         return claims
+
+
+class _Signer:
+    """Signs JWS compact tokens with one key and one ``typ``: what PyJWT's ``jwt.encode`` makes, minus the per-token
+    work that depends only on the key (the header's JSON and base64, the algorithm's lookup)."""
+
+    def __init__(self, key, typ: str):
+        self.key = key
+        # PyJWT's header, byte for byte: sorted keys, compact separators.
+        header = json.dumps({"alg": key.alg, "kid": key.kid, "typ": typ}, separators=(",", ":"), sort_keys=True)
+        self._header_segment = _b64url(header.encode("ascii")) + b"."
+        self._algorithm = _ALGORITHMS[key.alg]
+
+    def sign(self, claims: dict) -> str:
+        signing_input = self._header_segment + _b64url(_compact_json(claims))
+        signature = self._algorithm.sign(signing_input, self.key.private_key)
+        return (signing_input + b"." + _b64url(signature)).decode("ascii")
+
+
+_ALGORITHMS = get_default_algorithms()
+# One encoder for every token: json.dumps builds a new one on each call that passes options.
+_ENCODER = json.JSONEncoder(separators=(",", ":"))
+
+
+def _compact_json(value: dict) -> bytes:
+    return _ENCODER.encode(value).encode("ascii")
+
+
+def _b64url(data: bytes) -> bytes:
+    return base64.urlsafe_b64encode(data).rstrip(b"=")
 
 
 def _is_time(value) -> bool:

@@ -68,24 +68,27 @@ def b64int(text):
 # --- creation and format ---------------------------------------------------------------
 
 
-def test_init_creates_one_active_rs256_key(ring, path, clock):
-    [key] = ring.keys()
-    assert key.alg == "RS256"
-    assert key.status is Status.ACTIVE
-    assert key.created_at == key.activated_at == T0
+def test_init_creates_an_active_rs256_key_and_its_published_successor(ring, path, clock):
+    key, successor = ring.keys()
+    assert key.alg == successor.alg == "RS256"
+    assert key.status is Status.ACTIVE and successor.status is Status.NEXT
+    assert key.created_at == key.activated_at == successor.created_at == T0
     assert ring.active("RS256") == key
-    assert (path / f"{key.kid}.pem").is_file()
+    assert (path / f"{key.kid}.pem").is_file() and (path / f"{successor.kid}.pem").is_file()
     manifest = read_manifest(path)
     assert manifest["version"] == 1
+    # Each key's public JWK is in the manifest: JWKS and verification need no private key.
     assert manifest["keys"] == [
         {
-            "kid": key.kid,
+            "kid": k.kid,
             "alg": "RS256",
-            "status": "active",
+            "status": k.status.value,
             "created_at": T0,
-            "activated_at": T0,
+            "activated_at": k.activated_at,
             "retired_at": None,
+            "jwk": k.public_jwk(),
         }
+        for k in (key, successor)
     ]
 
 
@@ -155,7 +158,7 @@ def test_jwks_has_public_members_only(ring):
         "OKP": {"kty", "kid", "alg", "use", "crv", "x"},
     }
     jwks = ring.jwks()
-    assert len(jwks["keys"]) == 3
+    assert len(jwks["keys"]) == 4
     for jwk in jwks["keys"]:
         assert set(jwk) == expected[jwk["kty"]]
         assert not PRIVATE_MEMBERS & set(jwk)
@@ -215,6 +218,7 @@ def test_add_rotate_prune_lifecycle(path, clock):
     second = ring.add()
     assert second.status is Status.NEXT
     assert ring.active("RS256").kid == first.kid
+    # add replaced the successor init published: one next key per algorithm.
     assert {key.kid for key in ring.published()} == {first.kid, second.kid}
 
     clock.advance(300)
@@ -224,8 +228,10 @@ def test_add_rotate_prune_lifecycle(path, clock):
     assert result.retired.kid == first.kid
     assert result.retired.retired_at == T0 + 310
     assert result.published_for == 300
+    assert result.next.status is Status.NEXT and result.next.created_at == T0 + 310
     assert ring.active("RS256").kid == second.kid
-    assert [key.status for key in ring.keys()] == [Status.RETIRED, Status.ACTIVE]
+    assert [key.status for key in ring.keys()] == [Status.RETIRED, Status.ACTIVE, Status.NEXT]
+    third = result.next
 
     clock.advance(659)
     assert ring.prune() == []
@@ -236,8 +242,8 @@ def test_add_rotate_prune_lifecycle(path, clock):
     [pruned] = ring.prune()
     assert pruned.kid == first.kid
     assert not (path / f"{first.kid}.pem").exists()
-    assert [jwk["kid"] for jwk in ring.jwks()["keys"]] == [second.kid]
-    assert [entry["kid"] for entry in read_manifest(path)["keys"]] == [second.kid]
+    assert [jwk["kid"] for jwk in ring.jwks()["keys"]] == [second.kid, third.kid]
+    assert [entry["kid"] for entry in read_manifest(path)["keys"]] == [second.kid, third.kid]
 
 
 def test_prune_never_drops_active_or_next(ring, clock):
@@ -254,6 +260,9 @@ def test_prune_never_drops_active_or_next(ring, clock):
 
 def test_rotate_without_next_key_creates_one(ring, path):
     old = ring.active("RS256")
+    document = read_manifest(path)
+    document["keys"] = [entry for entry in document["keys"] if entry["status"] != "next"]
+    write_manifest(path, document)
     result = ring.rotate()
     assert result.published_for == 0
     assert result.retired.kid == old.kid
@@ -261,11 +270,14 @@ def test_rotate_without_next_key_creates_one(ring, path):
     assert (path / f"{result.activated.kid}.pem").exists()
 
 
-def test_rotate_takes_the_oldest_next_key(ring, clock):
-    oldest = ring.add("ES256")
+def test_add_replaces_the_waiting_next_key(ring, path, clock):
+    first = ring.add("ES256")
     clock.advance(1)
-    ring.add("ES256")
-    assert ring.rotate("ES256").activated.kid == oldest.kid
+    second, replaced = ring.add_next("ES256")
+    assert replaced == [first]
+    assert [key.kid for key in ring.keys() if key.alg == "ES256"] == [second.kid]
+    assert not (path / f"{first.kid}.pem").exists()
+    assert ring.rotate("ES256").activated.kid == second.kid
 
 
 def test_rotate_if_older_than_does_nothing_for_a_young_key(ring, path, clock):
@@ -420,7 +432,7 @@ def test_kid_must_match_the_file_thumbprint(ring, path):
     os.rename(path / f"{real}.pem", path / f"{fake}.pem")
     document["keys"][0]["kid"] = fake
     write_manifest(path, document)
-    with pytest.raises(KeyRingError, match=f"{fake}.pem: kid is not"):
+    with pytest.raises(KeyRingError, match=fake):
         KeyRing(path)
 
 
@@ -444,7 +456,7 @@ def test_key_of_another_alg_is_refused(ring, path):
     document = read_manifest(path)
     document["keys"][0]["alg"] = "ES256"
     write_manifest(path, document)
-    with pytest.raises(KeyRingError, match="does not match algorithm ES256"):
+    with pytest.raises(KeyRingError, match="does not match"):
         KeyRing(path)
 
 
@@ -472,18 +484,19 @@ def counting_loader(monkeypatch):
     return calls
 
 
-def test_reload_picks_up_another_instance_without_reloading_known_keys(ring, path, monkeypatch):
+def test_reload_picks_up_another_instance_loading_only_new_active_keys(ring, path, monkeypatch):
     assert ring.reload_if_changed() is False
-    other = KeyRing(path)
+    other = KeyRing(path, allow_empty=True)  # as the CLI opens it
     added = other.add("ES256")
     calls = counting_loader(monkeypatch)
     assert ring.reload_if_changed() is True
-    assert [where.name for where in calls] == [f"{added.kid}.pem"]
+    # A next key is published from the manifest's JWK: its private key is not read.
+    assert calls == []
     assert added.kid in {key.kid for key in ring.published()}
     other.rotate("ES256")
     assert ring.reload_if_changed() is True
     assert ring.active("ES256").kid == added.kid
-    assert len(calls) == 1
+    assert [where.name for where in calls] == [f"{added.kid}.pem"]
     assert ring.reload_if_changed() is False
 
 
@@ -491,7 +504,7 @@ def test_reload_waits_for_the_check_interval(path, clock):
     ring = KeyRing.init(path, clock=clock, check_interval=3600)
     KeyRing(path).add("EdDSA")
     assert ring.reload_if_changed() is False
-    assert len(ring.keys()) == 1
+    assert len(ring.keys()) == 2
 
 
 def test_broken_manifest_keeps_the_last_good_ring(ring, path):
@@ -540,7 +553,8 @@ def test_threads_rotating_with_separate_rings_leave_one_active_key(path, clock):
     assert errors == []
     keys = KeyRing(path, clock=clock).keys()
     assert [key.status for key in keys].count(Status.ACTIVE) == 1
-    assert len(keys) == 1 + 4 * 5
+    # init's active key and successor, plus one fresh successor per rotation.
+    assert len(keys) == 2 + 4 * 5
 
 
 LATER = T0 + 90 * 86400
@@ -567,5 +581,5 @@ def test_cron_rotate_from_several_processes_rotates_once(path, clock):
         assert process.exitcode == 0
     assert sorted(outcomes) == [False, False, False, True]
     keys = KeyRing(path, clock=clock).keys()
-    assert [key.status for key in keys] == [Status.RETIRED, Status.ACTIVE]
+    assert [key.status for key in keys] == [Status.RETIRED, Status.ACTIVE, Status.NEXT]
     assert keys[1].activated_at == LATER

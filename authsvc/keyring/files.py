@@ -1,5 +1,11 @@
 """The ring's on-disk format: ``manifest.json``, one ``<kid>.pem`` per key, ``session.key``.
 
+The manifest carries each key's public JWK (``jwk``), so listing the ring,
+serving the JWKS and verifying need no private-key parsing; only the active
+keys' PEM files are read by a serving instance. A manifest written before
+``jwk`` existed is still read: the public JWK is then derived from the PEM once,
+and the next write stores it.
+
 Readers never lock: every file is replaced atomically (temp file in the same
 directory, fsync, ``os.replace``), so a reader sees the old or the new version,
 never half of one. Writers serialise on an exclusive ``flock`` of ``.lock`` and
@@ -100,6 +106,8 @@ def write_manifest(path, entries):
     # The same rules as on reading: never write a manifest that could not be opened.
     checked = [_check_entry(entry, path / MANIFEST_NAME) for entry in entries]
     _check_together(checked, path / MANIFEST_NAME)
+    if any(entry["jwk"] is None for entry in checked):
+        raise KeyRingError(f"{path / MANIFEST_NAME}: every key written needs its public JWK")
     document = {"version": MANIFEST_VERSION, "keys": checked}
     data = json.dumps(document, indent=2).encode("utf-8") + b"\n"
     return _signature(_write_atomic(path / MANIFEST_NAME, data))
@@ -122,27 +130,6 @@ def read_key(path, kid):
         raise KeyRingError(f"{where}: missing, but named in {MANIFEST_NAME}") from None
     except OSError as exc:
         raise KeyRingError(f"{where}: cannot read ({exc.strerror})") from None
-
-
-def read_ring(path, loaded, *, missing_ok=False):
-    """Return (entries, signature), each entry with its ``private_key`` loaded and checked.
-
-    Keys in ``loaded`` (kid -> private key) are reused, not re-read: parsing an
-    RSA key costs tens of milliseconds and the kid already proves its content.
-    ``missing_ok`` is that of read_manifest.
-    """
-    entries, signature = read_manifest(path, missing_ok=missing_ok)
-    for entry in entries:
-        kid = entry["kid"]
-        where = key_path(path, kid)
-        private_key = loaded.get(kid)
-        if private_key is None:
-            private_key = algorithms.load_private_key(read_key(path, kid), where)
-            if algorithms.kid_of(private_key) != kid:
-                raise KeyRingError(f"{where}: kid is not the key's RFC 7638 thumbprint")
-        algorithms.check_key_matches_alg(private_key, entry["alg"], where)
-        entry["private_key"] = private_key
-    return entries, signature
 
 
 def write_key(path, kid, pem):
@@ -217,7 +204,10 @@ def _check_entry(entry, where):
         raise KeyRingError(f"{where}: key {kid}: active key without activated_at")
     if entry["status"] == "retired" and entry["retired_at"] is None:
         raise KeyRingError(f"{where}: key {kid}: retired key without retired_at")
-    return {name: entry[name] for name in FIELDS}
+    checked = {name: entry[name] for name in FIELDS}
+    jwk = entry.get("jwk")
+    checked["jwk"] = None if jwk is None else algorithms.check_public_jwk(jwk, kid, entry["alg"], where)
+    return checked
 
 
 def _check_together(entries, where):
@@ -268,3 +258,87 @@ def _fsync_dir(path):
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def load_private_keys(path, entries):
+    """Return {kid: private key} of ``entries``, each read from its file and checked."""
+    loaded = {}
+    for entry in entries:
+        kid = entry["kid"]
+        where = key_path(path, kid)
+        private_key = algorithms.load_private_key(read_key(path, kid), where)
+        if algorithms.kid_of(private_key) != kid:
+            raise KeyRingError(f"{where}: kid is not the key's RFC 7638 thumbprint")
+        algorithms.check_key_matches_alg(private_key, entry["alg"], where)
+        loaded[kid] = private_key
+    return loaded
+
+
+class FileStore:
+    """The ring in a directory shared by every instance (``AUTHSVC_KEYS_DIR``)."""
+
+    def __init__(self, path):
+        self.path = path
+        self.where = str(path)
+
+    def __repr__(self):
+        return f"FileStore({self.where!r})"
+
+    def started(self):
+        return self.path.is_dir()
+
+    def signature(self):
+        return manifest_signature(self.path)
+
+    def read(self, *, missing_ok=False):
+        """Return (entries with their public JWKs, signature); no private key is parsed
+        unless the manifest predates the ``jwk`` member."""
+        entries, signature = read_manifest(self.path, missing_ok=missing_ok)
+        for entry in entries:
+            # A stat, not a parse: a key file gone missing is found by `keys list` too.
+            where = key_path(self.path, entry["kid"])
+            if not where.is_file():
+                raise KeyRingError(f"{where}: missing, but named in {MANIFEST_NAME}")
+        legacy = [entry for entry in entries if entry["jwk"] is None]
+        for kid, private_key in load_private_keys(self.path, legacy).items():
+            entry = next(entry for entry in legacy if entry["kid"] == kid)
+            entry["jwk"] = algorithms.public_jwk(private_key, kid, entry["alg"])
+        return entries, signature
+
+    def load_private(self, entries):
+        return load_private_keys(self.path, entries)
+
+    def mutate(self, change):
+        """Run ``change(entries) -> (entries | None, result, {kid: private key})`` under the lock.
+
+        New key files are written before the manifest names them, and dropped ones
+        deleted only after it no longer does: a crash leaves an orphan, never a gap.
+        """
+        ensure_dir(self.path)
+        with locked(self.path):
+            # Re-read under the lock: another instance may have changed the ring a moment ago.
+            entries, signature = self.read(missing_ok=True)
+            new, result, private_keys = change(entries)
+            if new is None:
+                return result, entries, signature
+            for kid, private_key in private_keys.items():
+                write_key(self.path, kid, algorithms.dump_pem(private_key))
+            signature = write_manifest(self.path, new)
+            for kid in {entry["kid"] for entry in entries} - {entry["kid"] for entry in new}:
+                delete_key(self.path, kid)
+            return result, new, signature
+
+    def session_secret(self, size):
+        ensure_dir(self.path)
+        return read_or_create_secret(self.path, size)
+
+    def existing_secret(self, size):
+        return _read_secret(self.path / SESSION_NAME, size) if self.path.is_dir() else None
+
+    def put_secret(self, secret):
+        ensure_dir(self.path)
+        with locked(self.path):
+            _write_atomic(self.path / SESSION_NAME, secret)
+
+    def close(self):
+        pass

@@ -152,12 +152,19 @@ def _step_5(conn: sa.Connection) -> None:
     schema.metadata.create_all(conn, tables=tables, checkfirst=False)
 
 
+def _step_6(conn: sa.Connection) -> None:
+    # The key ring in the database (AUTHSVC_KEY_STORE=database), and its change counter.
+    schema.metadata.create_all(conn, tables=[schema.signing_keys, schema.keyring_secrets], checkfirst=False)
+    conn.execute(sa.insert(schema.store_meta).values(key="keyring_version", value=0))
+
+
 STEPS: tuple[tuple[int, str, Callable[[sa.Connection], None]], ...] = (
     (1, "create initial tables", _step_1),
     (2, "client audiences and origins, consent redirect URIs, refresh successors", _step_2),
     (3, "moving-window rate-limit entries", _step_3),
     (4, "DPoP-bound clients and refresh tokens, one-time identifiers", _step_4),
     (5, "client keys, PAR, device codes, sessions, back-channel logout outbox", _step_5),
+    (6, "the key ring in the database", _step_6),
 )
 
 

@@ -1,6 +1,8 @@
 """``python -m authsvc keys add | rotate | list | prune``: the key ring's lifecycle from the command line."""
 
+import calendar
 import json
+import re
 import stat
 import time
 from pathlib import Path
@@ -46,21 +48,27 @@ def test_list_shows_the_ring(ok, keyring):
 
 def test_add_rotate_prune_lifecycle(ok, cli, keyring, settings):
     old = keyring.active("RS256").kid
+    waiting = next(k.kid for k in keyring.keys() if k.status.value == "next")
 
+    # add replaces the waiting next key (it never signed) with a fresh one.
     added, _ = ok("keys", "add")
     assert added["status"] == "next" and added["alg"] == "RS256" and added["kid"] != old
+    assert added["replaced"] == [waiting]
     keys, _ = ok("keys", "list")
-    assert {(k["kid"], k["status"]) for k in keys} >= {(old, "active"), (added["kid"], "next")}
+    assert {(k["kid"], k["status"]) for k in keys} == {(old, "active"), (added["kid"], "next")}
     key_file = Path(settings.keys_dir) / f"{added['kid']}.pem"
     assert key_file.stat().st_mode & 0o777 == 0o600
+    assert not (Path(settings.keys_dir) / f"{waiting}.pem").exists()
 
-    rotated, err = ok("keys", "rotate")
+    rotated, err = ok("keys", "rotate", "--force")
     assert rotated["rotated"] is True
     assert rotated["active"]["kid"] == added["kid"]
     assert rotated["retired"]["kid"] == old
+    # Always a published successor.
+    assert rotated["next"]["status"] == "next" and rotated["next"]["kid"] not in (old, added["kid"])
     keys, _ = ok("keys", "list")
     statuses = {k["kid"]: k["status"] for k in keys}
-    assert statuses[added["kid"]] == "active" and statuses[old] == "retired"
+    assert statuses == {old: "retired", added["kid"]: "active", rotated["next"]["kid"]: "next"}
 
     # A freshly retired key still verifies live tokens: prune keeps it.
     pruned, _ = ok("keys", "prune")
@@ -84,41 +92,73 @@ def test_add_rotate_prune_lifecycle(ok, cli, keyring, settings):
     assert by_status(keys)["active"][0]["kid"] == added["kid"]
 
 
-def test_rotate_warns_when_the_next_key_was_published_too_briefly(ok, keyring, settings):
-    ok("keys", "add")
-    _, err = ok("keys", "rotate")
-    assert len(err.splitlines()) == 1
-    assert "max-age" in err and str(JWKS_MAX_AGE) in err
-
-    # A next key published longer than the JWKS max-age rotates in silence.
-    added, _ = ok("keys", "add")
-
-    def published_earlier(entries):
+def publish_earlier(settings, kid, seconds):
+    def change(entries):
         for entry in entries:
-            if entry["kid"] == added["kid"]:
-                entry["created_at"] -= JWKS_MAX_AGE + 5
+            if entry["kid"] == kid:
+                entry["created_at"] -= seconds
 
-    edit_manifest(settings, published_earlier)
-    rotated, err = ok("keys", "rotate")
-    assert rotated["active"]["kid"] == added["kid"]
-    assert err == ""
+    edit_manifest(settings, change)
 
 
-def test_rotate_without_a_next_key_makes_one_and_warns(ok, keyring):
+def test_rotate_refuses_a_next_key_published_too_briefly_and_says_when(ok, fails, keyring, settings):
     old = keyring.active("RS256").kid
+    waiting = next(k for k in keyring.keys() if k.status.value == "next")
+    publish_earlier(settings, waiting.kid, 100)
+    line = fails("keys", "rotate", "--json")
+    # One line: why, when it becomes safe (UTC and seconds from now), and the way out.
+    assert re.search(r"was published 10[0-3] s ago", line), line
+    assert str(JWKS_MAX_AGE) in line and "--force" in line
+    when = re.search(r"Safe from (\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ) \(in (\d+) s\)", line)
+    assert when, line
+    assert 195 <= int(when.group(2)) <= 200, line
+    safe_at = calendar.timegm(time.strptime(when.group(1), "%Y-%m-%dT%H:%M:%SZ"))
+    assert abs(safe_at - (waiting.created_at - 100 + JWKS_MAX_AGE)) <= 1
+    assert by_status(ok("keys", "list")[0])["active"][0]["kid"] == old  # nothing changed
+
+    # Published for the JWKS max-age: the rotation goes through, in silence.
+    publish_earlier(settings, waiting.kid, JWKS_MAX_AGE)
     rotated, err = ok("keys", "rotate")
-    assert rotated["active"]["kid"] != old and rotated["retired"]["kid"] == old
-    assert "max-age" in err
+    assert rotated["active"]["kid"] == waiting.kid and rotated["retired"]["kid"] == old
+    assert err == ""
+    # ...and its successor is published at once, so the next rotation is safe in 300 s.
+    assert fails("keys", "rotate", "--json").startswith("authsvc: not rotated: the next RS256 key")
 
 
-def test_rotate_if_older_than(ok, keyring):
+def test_force_rotates_at_once_and_warns_of_the_exposure(ok, keyring):
+    old = keyring.active("RS256").kid
+    waiting = next(k.kid for k in keyring.keys() if k.status.value == "next")
+    rotated, err = ok("keys", "rotate", "--force")
+    assert rotated["active"]["kid"] == waiting and rotated["retired"]["kid"] == old
+    assert len(err.splitlines()) == 1 and "forced" in err and "max-age" in err
+
+
+def test_a_ring_without_a_next_key_gets_one_and_rotates_once_it_is_old_enough(ok, fails, keyring, settings):
+    """A ring written before successors existed: the first rotate publishes one and refuses."""
+    old = keyring.active("RS256").kid
+    manifest = json.loads(manifest_path(settings).read_text())
+    manifest["keys"] = [entry for entry in manifest["keys"] if entry["status"] != "next"]
+    manifest_path(settings).write_text(json.dumps(manifest))
+    line = fails("keys", "rotate", "--json")
+    assert "no RS256 key was waiting as next; published" in line and "(in 300 s)" in line
+    published = by_status(ok("keys", "list")[0])
+    assert published["active"][0]["kid"] == old and len(published["next"]) == 1
+    publish_earlier(settings, published["next"][0]["kid"], JWKS_MAX_AGE)
+    rotated, err = ok("keys", "rotate")
+    assert rotated["active"]["kid"] == published["next"][0]["kid"] and err == ""
+
+
+def test_rotate_if_older_than(ok, fails, keyring, settings):
     old = keyring.active("RS256").kid
     result, _ = ok("keys", "rotate", "--if-older-than", "30d")
     assert result["rotated"] is False
     keys, _ = ok("keys", "list")
     assert by_status(keys)["active"][0]["kid"] == old
-    assert "next" not in by_status(keys)
+    assert len(by_status(keys)["next"]) == 1
 
+    # Old enough, but its successor was published moments ago: refused, not half done.
+    assert "not rotated" in fails("keys", "rotate", "--if-older-than", "0s", "--json")
+    publish_earlier(settings, by_status(keys)["next"][0]["kid"], JWKS_MAX_AGE)
     result, _ = ok("keys", "rotate", "--if-older-than", "0s")
     assert result["rotated"] is True and result["retired"]["kid"] == old
 
@@ -200,10 +240,16 @@ def test_rotate_starts_an_absent_ring_with_an_active_key_per_alg(ok, new_ring):
     assert mode(new_ring / "manifest.json") == 0o600
     assert mode(new_ring / f"{rotated['active']['kid']}.pem") == 0o600
 
+    assert rotated["next"]["alg"] == "RS256"  # its successor, published at once
     es256, _ = ok("keys", "rotate", "--alg", "ES256")
     assert es256["active"]["alg"] == "ES256" and es256["retired"] is None
     keys, _ = ok("keys", "list")
-    assert sorted((k["alg"], k["status"]) for k in keys) == [("ES256", "active"), ("RS256", "active")]
+    assert sorted((k["alg"], k["status"]) for k in keys) == [
+        ("ES256", "active"),
+        ("ES256", "next"),
+        ("RS256", "active"),
+        ("RS256", "next"),
+    ]
 
 
 def test_add_starts_an_empty_ring_and_rotate_activates_that_key(ok, new_ring):
@@ -217,9 +263,10 @@ def test_add_starts_an_empty_ring_and_rotate_activates_that_key(ok, new_ring):
 
 def test_key_files_without_a_manifest_are_a_broken_ring_not_an_empty_one(fails, ok, keyring, settings):
     manifest_path(settings).unlink()
+    before = sorted(Path(settings.keys_dir).glob("*.pem"))
     for command in (("keys", "list", "--json"), ("keys", "rotate", "--json"), ("keys", "add", "--json")):
         assert "manifest.json: missing" in fails(*command)
-    assert sorted(p.suffix for p in Path(settings.keys_dir).glob("*.pem")) == [".pem"]
+    assert sorted(Path(settings.keys_dir).glob("*.pem")) == before and len(before) == 2
 
 
 def test_serve_refuses_a_ring_that_cannot_sign(fails, ok, new_ring, monkeypatch):
@@ -287,7 +334,7 @@ def test_rotation_is_seen_by_the_running_app_without_restart(ok, keyring, client
     wait_for(lambda: added["kid"] in {k["kid"] for k in client.get("/jwks.json").json["keys"]})
     assert token_kid()[0] == old_kid  # published, not signing
 
-    ok("keys", "rotate")
+    ok("keys", "rotate", "--force")
     wait_for(lambda: token_kid()[0] == added["kid"])
     jwks = {k["kid"]: k for k in client.get("/jwks.json").json["keys"]}
     assert old_kid in jwks  # the retired key stays published

@@ -110,7 +110,7 @@ class Verifier:
 
 
 class Fleet:
-    def __init__(self, tmp: Path):
+    def __init__(self, tmp: Path, extra_env: dict | None = None):
         self.tmp = tmp
         self.lb_port = free_port()
         self.issuer = f"http://127.0.0.1:{self.lb_port}"
@@ -124,10 +124,13 @@ class Fleet:
             AUTHSVC_REDIS_URL=root_redis,
             PYTHONPATH=str(ROOT),
         )
+        self.root_env.update(extra_env or {})
         # Inside the lab, PostgreSQL and Redis are reached through the balancer's addresses.
         lab_db = sa.make_url(root_db).set(host=lab.PG_ADDR, port=5432).render_as_string(hide_password=False)
         self.lab_redis = f"redis://{lab.REDIS_ADDR}:6379/0"
         self.host_env = dict(self.root_env, AUTHSVC_DATABASE_URL=lab_db, AUTHSVC_REDIS_URL=self.lab_redis)
+        # The schema first: a database key ring lives in it.
+        cli_json(self.root_env, "db", "upgrade")
         prepare(self.root_env)
         made = cli_json(
             self.root_env, "clients", "create", "--name", "cluster service", "--grant-type", "client_credentials",
