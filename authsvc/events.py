@@ -24,6 +24,8 @@ EVENTS = frozenset(
         "device.denied",
         "device.throttled",
         "logout",
+        "logout.delivered",
+        "logout.delivery_failed",
         "session.revoked",
         "token.revoked",
         "token.revoked_by_admin",

@@ -11,6 +11,10 @@ Register the clients that call it with this service's audience (the demo client 
 AUDIENCE is this service's own identifier, the ``aud`` it accepts: by default its own
 URL, http://127.0.0.1:PORT. Tokens of clients registered for another audience, or
 for none (``aud`` = the issuer, meant for the issuer's own endpoints), get 401.
+DPoP-bound tokens (``token_type: DPoP``, RFC 9449) are accepted too, sent as
+``Authorization: DPoP $ACCESS_TOKEN`` with a ``DPoP`` proof header made for this request
+(``htm`` GET, ``htu`` http://127.0.0.1:8001/hello, ``ath`` the token's hash); such a token
+sent as Bearer gets 401. ``require_token`` does both, nothing here is DPoP-specific.
 Set AUTHSVC_REDIS_URL to hear revocations within a second instead of a poll interval.
 PORT (8001) is where it listens; AUTHSVC_POLL_INTERVAL (5 s) is how often it fetches
 the revocation list.

@@ -1,5 +1,6 @@
 """``clients create | list | delete | rotate-secret``."""
 
+import json
 from dataclasses import replace
 
 import click
@@ -7,6 +8,7 @@ import click
 from .. import accounts
 from ..config import SIGNING_ALGS
 from ..errors import KeyRingError
+from ..events import security_event
 from ..keyring import Status
 from . import context
 from .output import emit
@@ -31,6 +33,11 @@ def describe(client) -> dict:
         "audiences": list(client.audiences),
         "allowed_origins": list(client.allowed_origins),
         "id_token_signed_response_alg": client.id_token_signed_response_alg,
+        "dpop_bound": client.dpop_bound,
+        "jwks_uri": client.jwks_uri,
+        "jwks": json.loads(client.jwks) if client.jwks else None,
+        "require_par": client.require_par,
+        "backchannel_logout_uri": client.backchannel_logout_uri,
     }
 
 
@@ -56,6 +63,20 @@ def describe(client) -> dict:
 @click.option("--public", is_flag=True, help="No secret; PKCE is required (SPAs, native apps).")
 @click.option("--auth-method", type=click.Choice(accounts.AUTH_METHODS), default=None)
 @click.option("--first-party", is_flag=True, help="Skip the consent page.")
+@click.option("--dpop-bound", is_flag=True, help="Every token request must carry a DPoP proof (RFC 9449).")
+@click.option(
+    "--jwks-file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="private_key_jwt: a file holding the client's public JWK Set.",
+)
+@click.option("--jwks-uri", default=None, help="private_key_jwt: https URL where the client publishes its JWK Set.")
+@click.option("--require-par", is_flag=True, help="Accept its authorization requests only through /par (RFC 9126).")
+@click.option(
+    "--backchannel-logout-uri",
+    default=None,
+    help="Where logout tokens are POSTed when a session the client holds ends (https; http on 127.0.0.1).",
+)
 @click.option(
     "--id-token-alg",
     type=click.Choice(SIGNING_ALGS),
@@ -75,6 +96,11 @@ def create(
     auth_method,
     first_party,
     id_token_alg,
+    dpop_bound,
+    jwks_file,
+    jwks_uri,
+    require_par,
+    backchannel_logout_uri,
     as_json,
 ):
     """Register a client; its secret is shown once."""
@@ -90,17 +116,21 @@ def create(
         first_party=first_party,
         id_token_alg=id_token_alg or "RS256",
         allowed_origins=origins,
+        jwks=_read_jwks_file(jwks_file) if jwks_file else None,
+        jwks_uri=jwks_uri,
+        backchannel_logout_uri=backchannel_logout_uri,
     )
     for audience in audiences:
         accounts.validate_audience(audience)
     if id_token_alg:
         _check_signing_key(id_token_alg)
-    client = replace(client, audiences=tuple(dict.fromkeys(audiences)))
+    client = replace(client, audiences=tuple(dict.fromkeys(audiences)), dpop_bound=dpop_bound, require_par=require_par)
     store = context.store()
     try:
         store.create_client(client)
     finally:
         store.close()
+    security_event("client.created", client_id=client.client_id, auth_method=client.token_endpoint_auth_method)
     doc = {"client_id": client.client_id}
     if secret is not None:
         doc["client_secret"] = secret
@@ -108,6 +138,20 @@ def create(
         f"\nclient_secret: {secret}  (shown once: store it now)" if secret else ""
     )
     emit(doc, as_json, text)
+
+
+def _read_jwks_file(path: str) -> str:
+    try:
+        with open(path, "rb") as file:
+            raw = file.read(accounts.MAX_JWKS_BYTES + 1)
+    except OSError as error:
+        raise ValueError(f"cannot read {path}: {error.strerror}") from None
+    if len(raw) > accounts.MAX_JWKS_BYTES:
+        raise ValueError(f"{path} is larger than {accounts.MAX_JWKS_BYTES} bytes")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError(f"{path} is not UTF-8 text") from None
 
 
 def _check_signing_key(alg: str) -> None:
@@ -144,6 +188,7 @@ def delete(client_id, as_json):
         services.store.delete_client(client_id)
     finally:
         services.close()
+    security_event("client.deleted", client_id=client_id)
     emit({"client_id": client_id, "deleted": True}, as_json, f"deleted {client_id}")
 
 
@@ -157,6 +202,8 @@ def rotate_secret(client_id, as_json):
     def rotate(client):
         if client.token_endpoint_auth_method == "none":
             raise ValueError(f"{client_id} is a public client: it has no secret")
+        if client.token_endpoint_auth_method == "private_key_jwt":
+            raise ValueError(f"{client_id} authenticates with private_key_jwt: it has no secret")
         return replace(client, secret_hash=accounts.hash_client_secret(secret))
 
     store = context.store()
@@ -164,6 +211,7 @@ def rotate_secret(client_id, as_json):
         store.update_client(client_id, rotate)
     finally:
         store.close()
+    security_event("client.secret_rotated", client_id=client_id)
     emit(
         {"client_id": client_id, "client_secret": secret},
         as_json,

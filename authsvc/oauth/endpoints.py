@@ -12,6 +12,7 @@ from authlib.oauth2.rfc7662 import IntrospectionEndpoint as BaseIntrospectionEnd
 from authlib.oidc.rpinitiated import EndSessionEndpoint as BaseEndSessionEndpoint
 
 from ..errors import NotFound
+from ..events import security_event
 from .issuance import secret_hash
 
 CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
@@ -101,8 +102,16 @@ class RevocationEndpoint(BaseRevocationEndpoint):
         revocations = self.server.services.revocations
         if token.kind == "access_token":
             revocations.revoke_jtis([(token.claims["jti"], token.claims["exp"])])
+            claims = token.claims
+            security_event(
+                "token.revoked", kind=token.kind, client_id=claims["client_id"], sub=claims["sub"], jti=claims["jti"]
+            )
         else:
             revocations.revoke_family(token.record.family_id)
+            record = token.record
+            security_event(
+                "token.revoked", kind=token.kind, client_id=record.client_id, sub=record.sub, family_id=record.family_id
+            )
 
 
 class IntrospectionEndpoint(BaseIntrospectionEndpoint):
@@ -123,7 +132,8 @@ class IntrospectionEndpoint(BaseIntrospectionEndpoint):
     def introspect_token(self, token):
         if token.kind == "access_token":
             payload = {k: v for k, v in token.claims.items() if k in INTROSPECTED_CLAIMS}
-            payload["token_type"] = "Bearer"
+            # RFC 9449 §6.2: a bound token's key (cnf.jkt) and type are part of the answer.
+            payload["token_type"] = "DPoP" if "cnf" in payload else "Bearer"
             return payload
         record = token.record
         return {
@@ -137,7 +147,7 @@ class IntrospectionEndpoint(BaseIntrospectionEndpoint):
         }
 
 
-INTROSPECTED_CLAIMS = ("iss", "sub", "aud", "exp", "iat", "nbf", "jti", "client_id", "scope", "sid")
+INTROSPECTED_CLAIMS = ("iss", "sub", "aud", "exp", "iat", "nbf", "jti", "client_id", "scope", "sid", "cnf")
 
 
 class EndSessionEndpoint(BaseEndSessionEndpoint):

@@ -27,6 +27,7 @@ from authlib.oauth2.rfc6749.errors import InvalidScopeError
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from ..store import RefreshToken
+from .dpop import proof_of
 
 
 class InvalidTargetError(OAuth2Error):
@@ -90,6 +91,7 @@ def issue_tokens(server, grant, *, user, scope, include_refresh_token) -> dict:
     granted_resource = context.resource if context else None
     resource = requested_resource(request.form, granted_resource)
     refreshable = user is not None and include_refresh_token and offers_refresh(client, context.scope)
+    proof = proof_of(request)
     if user is not None and request.refresh_token is not None and not refreshable:
         # Issued before this rule, or the client lost first-party since: the grant no longer allows it.
         raise InvalidGrantError("This grant does not allow offline access (scope offline_access).")
@@ -101,10 +103,12 @@ def issue_tokens(server, grant, *, user, scope, include_refresh_token) -> dict:
         sid=context.sid if context else None,
         # A code records the jti and family it will issue when it is consumed.
         jti=getattr(context, "issued_jti", None),
+        # RFC 9449 §6.1: a token requested with a DPoP proof is bound to the proof's key.
+        cnf={"jkt": proof.jkt} if proof else None,
     )
     token = {
         "access_token": access_token,
-        "token_type": "Bearer",
+        "token_type": "DPoP" if proof else "Bearer",
         "expires_in": services.settings.access_token_ttl,
         "scope": scope,
     }
@@ -128,6 +132,8 @@ def issue_tokens(server, grant, *, user, scope, include_refresh_token) -> dict:
             resource=granted_resource,
             access_jti=claims["jti"],
             access_exp=claims["exp"],
+            # RFC 9449 §5: a public client's refresh token is usable only with the same key.
+            dpop_jkt=proof.jkt if proof and client.token_endpoint_auth_method == "none" else None,
         )
         token["refresh_token"] = plain
     request.issued = Issued(claims, refresh)
@@ -135,8 +141,8 @@ def issue_tokens(server, grant, *, user, scope, include_refresh_token) -> dict:
 
 
 def _context_record(request):
-    """The code or refresh token this request redeems, if any."""
-    for holder in (request.authorization_code, request.refresh_token):
+    """The code, refresh token or device grant (RFC 8628) this request redeems, if any."""
+    for holder in (request.authorization_code, request.refresh_token, request.credential):
         if holder is not None:
             return holder.record
     return None

@@ -17,6 +17,7 @@ from authlib.oauth2.rfc6749.errors import InvalidGrantError
 
 from ..errors import NotFound
 from ..events import security_event
+from .dpop import check_refresh_binding
 from .grants import AUTH_METHODS
 from .grants import rotate_family_user
 from .issuance import IssuesTokens
@@ -66,6 +67,8 @@ class RefreshTokenGrant(IssuesTokens, grants.RefreshTokenGrant):
         presented = self.request.form.get("refresh_token")
         if model.is_revoked() or model.is_expired():
             raise InvalidGrantError("The refresh token is no longer valid.")
+        # RFC 9449 §5: a bound token (a public client's) needs a proof by its key, grace replays included.
+        check_refresh_binding(record, self.request)
         # A grace replay hands out tokens too: it passes the same user and session checks.
         user = self.authenticate_user(model)
         if user is None:

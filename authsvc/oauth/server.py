@@ -5,6 +5,7 @@ key ring and token minter.
 from authlib.integrations.flask_oauth2 import AuthorizationServer as FlaskAuthorizationServer
 from authlib.integrations.flask_oauth2.requests import FlaskOAuth2Payload
 from authlib.integrations.flask_oauth2.requests import FlaskOAuth2Request
+from authlib.oauth2.base import OAuth2Error
 from authlib.oauth2.rfc6749.errors import InvalidClientError
 from authlib.oauth2.rfc6749.errors import InvalidRequestError
 from authlib.oauth2.rfc6749.requests import OAuth2Request
@@ -12,8 +13,13 @@ from authlib.oauth2.rfc9207 import IssuerParameter
 from flask import request as flask_request
 
 from ..errors import NotFound
+from ..store.client_cache import ClientCache
 from .client_auth import authenticate_basic
 from .client_auth import authenticate_post
+from .client_keys import ClientKeys
+from .device import DeviceAuthorizationEndpoint
+from .device import DeviceCodeGrant
+from .dpop import DPoP
 from .endpoints import EndSessionEndpoint
 from .endpoints import IntrospectionEndpoint
 from .endpoints import RevocationEndpoint
@@ -23,6 +29,7 @@ from .grants import OpenIDConnect
 from .grants import S256CodeChallenge
 from .issuance import issue_tokens
 from .models import ClientModel
+from .private_key_jwt import PrivateKeyJWT
 from .refresh import RefreshTokenGrant
 
 NO_STORE = [("Cache-Control", "no-store"), ("Pragma", "no-cache")]
@@ -58,18 +65,25 @@ class AuthorizationServer(FlaskAuthorizationServer):
     def __init__(self, services):
         super().__init__()
         self.services = services
+        # Every token request authenticates a client: read from memory, at most half a second old.
+        self.clients = ClientCache(services.store)
         self.register_token_generator("default", self._unused_generator)
         self.register_client_auth_method("client_secret_basic", authenticate_basic)
         self.register_client_auth_method("client_secret_post", authenticate_post)
+        self.client_keys = ClientKeys()
+        self.register_client_auth_method("private_key_jwt", PrivateKeyJWT(self))
         self.register_grant(
             AuthorizationCodeGrant, [S256CodeChallenge(required=True), OpenIDConnect(require_nonce=False)]
         )
         self.register_grant(RefreshTokenGrant)
         self.register_grant(ClientCredentialsGrant)
+        self.register_grant(DeviceCodeGrant)
         self.register_endpoint(RevocationEndpoint)
         self.register_endpoint(IntrospectionEndpoint)
         self.register_endpoint(EndSessionEndpoint)
+        self.register_endpoint(DeviceAuthorizationEndpoint)
         self.register_extension(Issuer(services.settings.issuer))
+        self.dpop = DPoP(services)
 
     @staticmethod
     def _unused_generator(**kwargs):
@@ -82,11 +96,37 @@ class AuthorizationServer(FlaskAuthorizationServer):
         return super().get_token_grant(request)
 
     def create_oauth2_request(self, request):
+        if isinstance(request, IssuerRequest):
+            return request
         return IssuerRequest(flask_request, self.services.settings.issuer)
+
+    def create_token_response(self, request=None):
+        # RFC 9449 §4.3, §8: the DPoP proof is checked before the grant runs, so a
+        # refused proof (or a nonce to fetch first) spends no authorization code.
+        request = self.create_oauth2_request(request)
+        try:
+            request.dpop = self.dpop.check_token_request(request)
+        except OAuth2Error as error:
+            response = self.handle_error_response(request, error)
+        else:
+            response = super().create_token_response(request)
+        if "DPoP-Nonce" not in response.headers:
+            response.headers.extend(self.dpop.response_headers())
+        return response
+
+    def authenticate_client(self, request, methods, endpoint="token"):
+        # private_key_jwt is good wherever a client secret is (token, revocation, introspection,
+        # PAR), and is tried first so that an assertion sent with other credentials is refused.
+        if "client_secret_basic" in methods and "private_key_jwt" not in methods:
+            methods = ["private_key_jwt", *methods]
+        client = super().authenticate_client(request, methods, endpoint)
+        if endpoint == "token":
+            self.dpop.require_for(client, request)
+        return client
 
     def query_client(self, client_id):
         try:
-            return ClientModel(self.services.store.get_client(client_id))
+            return ClientModel(self.clients.get(client_id))
         except (NotFound, ValueError):
             return None
 

@@ -25,8 +25,13 @@ from .sql_base import writing
 from .sql_clients import ClientsMixin
 from .sql_codes import CodesMixin
 from .sql_counters import CountersMixin
+from .sql_device_codes import DeviceCodesMixin
+from .sql_logout_outbox import LogoutOutboxMixin
+from .sql_pushed_requests import PushedRequestsMixin
 from .sql_refresh_tokens import RefreshTokensMixin
 from .sql_revocations import RevocationsMixin
+from .sql_sessions import SessionsMixin
+from .sql_used_jtis import UsedJtisMixin
 from .sql_users import UsersMixin
 
 # A used code is kept this long after expiry, so a late replay is still
@@ -46,6 +51,11 @@ class Store(
     RefreshTokensMixin,
     RevocationsMixin,
     CountersMixin,
+    UsedJtisMixin,
+    PushedRequestsMixin,
+    DeviceCodesMixin,
+    SessionsMixin,
+    LogoutOutboxMixin,
 ):
     """Every record authsvc keeps, in one SQL database shared by all instances."""
 
@@ -89,6 +99,11 @@ class Store(
             deleted = conn.execute(sa.delete(codes).where(codes.c.expires_at < now - CODE_RETENTION)).rowcount
             deleted += conn.execute(sa.delete(refresh_tokens).where(refresh_tokens.c.expires_at < now)).rowcount
             deleted += conn.execute(sa.delete(counters).where(counters.c.expires_at <= now)).rowcount
+            deleted += self.purge_used_jtis(conn, now)
+            deleted += self.purge_pushed_requests(conn, now)
+            deleted += self.purge_device_codes(conn, now)
+            deleted += self.purge_sessions(conn, now)
+            deleted += self.purge_logout_outbox(conn, now)
             purged = (
                 conn.execute(sa.delete(revocations).where(revocations.c.exp <= now).returning(revocations.c.version))
                 .scalars()

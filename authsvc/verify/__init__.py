@@ -4,8 +4,10 @@
 JWKS (refetching on an unknown ``kid`` at most once per interval) and keeps its revocation
 list current in a background thread, optionally hurried along by Redis fan-out. Then
 ``verifier.verify(token, scopes=...)`` returns the claims of a valid RFC 9068 access token
-or raises an ``InvalidToken`` subclass. ``require_token`` (Flask) and ``VerifierMiddleware``
-(WSGI) turn those exceptions into RFC 6750 responses.
+or raises an ``InvalidToken`` subclass. A DPoP-bound token (RFC 9449, ``cnf.jkt``) is
+verified with its proof: ``verify(token, dpop_proof=..., method=..., url=...)``.
+``require_token`` (Flask) and ``VerifierMiddleware`` (WSGI) accept ``Authorization: Bearer``
+and ``Authorization: DPoP`` and turn those exceptions into RFC 6750 / RFC 9449 responses.
 
 ``audience`` is this service's own identifier, the one its clients are registered with
 (``clients create --audience URI``), never the issuer's URL: a token whose ``aud`` is the
@@ -23,6 +25,7 @@ from ._exceptions import ExpiredToken
 from ._exceptions import InsufficientScope
 from ._exceptions import InvalidAudience
 from ._exceptions import InvalidClaim
+from ._exceptions import InvalidDPoPProof
 from ._exceptions import InvalidIssuer
 from ._exceptions import InvalidSignature
 from ._exceptions import InvalidToken
@@ -37,6 +40,7 @@ __all__ = [
     "InsufficientScope",
     "InvalidAudience",
     "InvalidClaim",
+    "InvalidDPoPProof",
     "InvalidIssuer",
     "InvalidSignature",
     "InvalidToken",

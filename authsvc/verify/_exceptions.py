@@ -11,6 +11,7 @@ The tree, in the manner of httpx's ``_exceptions.py``::
     ├── InvalidAudience                aud does not name this resource server
     ├── InvalidClaim                   a required claim is missing, mistyped or not yet valid
     ├── RevokedToken                   listed on the issuer's revocation list
+    ├── InvalidDPoPProof               401 invalid_dpop_proof: the DPoP proof is missing or fails (RFC 9449)
     ├── InsufficientScope              403 insufficient_scope: valid, but lacks a scope
     └── VerifierUnavailable            503: cannot decide (issuer unreachable, stale list)
 
@@ -81,6 +82,16 @@ class RevokedToken(InvalidToken):
     """The issuer revoked the token (its jti, sid, subject or client)."""
 
     default_description = "the access token has been revoked"
+
+
+class InvalidDPoPProof(InvalidToken):
+    """The DPoP proof is missing, malformed, replayed, or made for another request or key.
+
+    RFC 9449 §7.1: answered with a ``DPoP`` challenge and the error ``invalid_dpop_proof``.
+    """
+
+    error = "invalid_dpop_proof"
+    default_description = "the DPoP proof is invalid"
 
 
 class InsufficientScope(InvalidToken):

@@ -30,6 +30,9 @@ from ._compact import DEFAULT_MAX_TOKEN_BYTES
 from ._compact import decode_header
 from ._compact import parse_payload
 from ._compact import split_compact
+from ._dpop import DEFAULT_MAX_AGE as DEFAULT_DPOP_MAX_AGE
+from ._dpop import DEFAULT_REPLAY_CACHE_SIZE
+from ._dpop import ProofChecker
 from ._exceptions import InvalidSignature
 from ._exceptions import VerifierUnavailable
 from ._fanout import FanoutSubscriber
@@ -91,6 +94,8 @@ class TokenVerifier:
         redis_url: str | None = None,
         http_timeout: float = 5.0,
         max_token_bytes: int = DEFAULT_MAX_TOKEN_BYTES,
+        dpop_max_age: float = DEFAULT_DPOP_MAX_AGE,
+        dpop_replay_cache_size: int = DEFAULT_REPLAY_CACHE_SIZE,
         start: bool = True,
     ) -> None:
         if not isinstance(issuer, str) or not issuer or not isinstance(audience, str) or not audience:
@@ -123,6 +128,11 @@ class TokenVerifier:
         self._max_staleness = max_revocation_staleness
         self._timeout = http_timeout
         self._max_token_bytes = max_token_bytes
+        if not (math.isfinite(dpop_max_age) and 0 < dpop_max_age <= 300):
+            raise ValueError("dpop_max_age must be between 0 and 300 seconds")
+        if type(dpop_replay_cache_size) is not int or dpop_replay_cache_size < 1:
+            raise ValueError("dpop_replay_cache_size must be a positive whole number")
+        self._dpop_options = (dpop_max_age, dpop_replay_cache_size)
         self._redis_url = redis_url
         self._refetch_interval = jwks_refetch_interval
         self._known_headers: dict[str, tuple[str, str]] = {}
@@ -134,6 +144,7 @@ class TokenVerifier:
     def _init_runtime(self) -> None:
         # Everything that holds a lock or a thread, so a forked child can build it afresh.
         self._log = RateLimitedLog()
+        self._dpop = ProofChecker(*self._dpop_options)
         self._discovery: Discovery | None = None
         self._discovery_lock = threading.Lock()
         self._keys = KeyCache(self._fetch_jwks, self._refetch_interval, self._log)
@@ -150,8 +161,22 @@ class TokenVerifier:
         self._started = False
         self._start_lock = threading.Lock()
 
-    def verify(self, token: str, *, scopes: str | Iterable[str] = ()) -> dict[str, Any]:
-        """Return the claims of a valid access token, or raise an ``InvalidToken`` subclass."""
+    def verify(
+        self,
+        token: str,
+        *,
+        scopes: str | Iterable[str] = (),
+        dpop_proof: str | None = None,
+        method: str | None = None,
+        url: str | None = None,
+    ) -> dict[str, Any]:
+        """Return the claims of a valid access token, or raise an ``InvalidToken`` subclass.
+
+        A DPoP-bound token (``cnf.jkt``, RFC 9449) needs ``dpop_proof`` (the request's
+        ``DPoP`` header) with the request's ``method`` and full ``url``; the proof must be
+        signed by the bound key, for this token (``ath``), method and URL, and be fresh and
+        unused. A bound token without a proof is refused, and so is a proof with an unbound token.
+        """
         required = as_scopes(scopes)
         header_b64, _, _ = split_compact(token, self._max_token_bytes)
         known = self._known_headers.get(header_b64)
@@ -175,6 +200,9 @@ class TokenVerifier:
         if known is None:
             self._remember_header(header_b64, alg, kid)
         self._check_revocation(claims)
+        # One dict lookup for a Bearer token: proof work only for bound tokens or proofs.
+        if dpop_proof is not None or "cnf" in claims:
+            self._dpop.check(token, claims, dpop_proof, method, url)
         check_scopes(claims, required)
         return claims
 

@@ -33,7 +33,8 @@ log = logging.getLogger(__name__)
 PUBLIC_DOCUMENTS = ("/jwks.json", "/.well-known/openid-configuration", "/.well-known/oauth-authorization-server")
 # Endpoints a browser app calls, with the methods a preflight may ask for.
 CLIENT_ENDPOINTS = {"/token": ("POST",), "/revoke": ("POST",), "/userinfo": ("GET", "POST")}
-ALLOWED_HEADERS = "Authorization, Content-Type"
+# DPoP: the proof header of RFC 9449, sent to /token and /userinfo by browser apps.
+ALLOWED_HEADERS = "Authorization, Content-Type, DPoP"
 # Browsers cap this anyway (Chromium at 2 h); a removed origin stops working within it.
 PREFLIGHT_MAX_AGE = "600"
 
@@ -89,6 +90,9 @@ def _answer_registered_origin(response, methods) -> None:
     elif request.path == "/userinfo":
         # RFC 6750 §3: the app learns why its token failed from this header.
         response.headers["Access-Control-Expose-Headers"] = "WWW-Authenticate"
+    elif request.path == "/token":
+        # RFC 9449 §8: the app reads the server nonce for its next DPoP proof.
+        response.headers["Access-Control-Expose-Headers"] = "DPoP-Nonce"
 
 
 def _is_preflight() -> bool:

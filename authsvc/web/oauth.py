@@ -12,7 +12,9 @@ from flask import redirect
 from flask import render_template
 from flask import request
 
+from ..events import security_event
 from ..oauth.claims import user_claims
+from ..oauth.dpop import ALGORITHMS as DPOP_ALGORITHMS
 from ..oauth.endpoints import own_endpoint_claims
 from ..oauth.errors import OAuth2Error
 from . import cors
@@ -22,6 +24,8 @@ from . import services
 from . import sessions
 from .authorize import authorize_request
 from .errors import error_response
+from .par import push_request
+from .par import use_pushed_request
 
 bp = Blueprint("oauth", __name__)
 
@@ -34,6 +38,7 @@ def authorize():
         return redirect("/authorize?" + urlencode(list(request.form.items(multi=True))), code=303)
     # Repeated, over-long or NUL-bearing parameters end here, on an HTML page (RFC 6749 §3.1).
     forms.check_params(request.args)
+    use_pushed_request()
     return authorize_request()
 
 
@@ -55,20 +60,41 @@ def introspect():
     return server().create_endpoint_response("introspection")
 
 
+@bp.post("/device_authorization")
+def device_authorization():
+    """RFC 8628 §3.1: a device asks for a device code and a user code."""
+    forms.check_form_post()
+    return server().create_endpoint_response("device_authorization")
+
+
+@bp.post("/par")
+def pushed_authorization_request():
+    """RFC 9126 §2: store an authorization request; the browser then brings only its request_uri."""
+    return push_request()
+
+
 @bp.route("/userinfo", methods=["GET", "POST"])
 def userinfo():
-    """OIDC Core §5.3: the claims the access token's scopes allow, Bearer header only (RFC 6750 §2.1)."""
+    """OIDC Core §5.3: the claims the access token's scopes allow; token in the header only.
+
+    Bearer (RFC 6750 §2.1), or DPoP with a proof for a DPoP-bound token (RFC 9449 §7).
+    """
     svc = services()
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    scheme = scheme.lower()
     if "access_token" in request.values:
         return bearer_error(400, "invalid_request", "Send the access token in the Authorization header only.")
-    if scheme.lower() != "bearer" or not token.strip():
+    if scheme not in ("bearer", "dpop") or not token.strip():
         return bearer_error(401, None, None)
     claims = own_endpoint_claims(svc, token.strip())
     if claims is not None:
         cors.set_token_client(claims["client_id"])
     if claims is None or svc.revocations.is_token_revoked(claims):
         return bearer_error(401, "invalid_token", "The access token is invalid, expired or revoked.")
+    url = svc.settings.issuer + "/userinfo"
+    refused = server().dpop.check_resource_request(request.headers, request.method, url, scheme, token.strip(), claims)
+    if refused is not None:
+        return dpop_error(*refused)
     if "openid" not in claims.get("scope", "").split():
         return bearer_error(403, "insufficient_scope", "The access token lacks the openid scope.")
     user = server().load_active_user(claims["sub"])
@@ -84,6 +110,12 @@ def bearer_error(status, error, description):
         challenge += f', error="{error}", error_description="{description}"'
     body = {"error": error or "invalid_request", "error_description": description or "A Bearer token is required."}
     return jsonify(body), status, {"WWW-Authenticate": challenge}
+
+
+def dpop_error(error, description):
+    """RFC 9449 §7.1: a DPoP-bound token's refusal, in the DPoP scheme."""
+    challenge = f'DPoP error="{error}", error_description="{description}", algs="{" ".join(DPOP_ALGORITHMS)}"'
+    return jsonify({"error": error, "error_description": description}), 401, {"WWW-Authenticate": challenge}
 
 
 @bp.route("/logout", methods=["GET", "POST"])
@@ -106,9 +138,13 @@ def logout():
     response = srv.create_endpoint_response("end_session", end)
     if response is None:
         response = make_response(render_template("logged_out.html"))
+    client_id = end.client.get_client_id() if end.client is not None else None
     if hinted_sid and (login is None or login.sid != hinted_sid):
         services().revocations.end_session(hinted_sid)
+        security_event("logout", sid=hinted_sid, sub=end.id_token_claims.get("sub"), client_id=client_id)
     s.end(response, login)
+    if login is not None:
+        security_event("logout", sid=login.sid, sub=login.user.sub, client_id=client_id)
     return response
 
 

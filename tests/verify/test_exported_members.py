@@ -18,6 +18,7 @@ EXPECTED = {
     "InvalidIssuer",
     "InsufficientScope",
     "InvalidClaim",
+    "InvalidDPoPProof",
     "MalformedToken",
     "VerifierUnavailable",
 }
@@ -42,7 +43,7 @@ def test_exception_tree():
     for exc in exceptions:
         assert issubclass(exc, InvalidToken)
         assert exc.__doc__
-        assert exc.error in {"invalid_token", "insufficient_scope", "temporarily_unavailable"}
+        assert exc.error in {"invalid_token", "insufficient_scope", "temporarily_unavailable", "invalid_dpop_proof"}
         assert exc.status_code in {401, 403, 503}
         assert exc.__module__ == "authsvc.verify._exceptions"
     assert authsvc.verify.InsufficientScope.status_code == 403
