@@ -37,6 +37,7 @@ EVENTS = frozenset(
         "dpop.proof_rejected",
         "dpop.proof_replayed",
         "code.reuse_detected",
+        "code.dpop_key_mismatch",
         "client.created",
         "client.deleted",
         "client.secret_rotated",

@@ -88,6 +88,18 @@ def test_refresh_reuse_detected_and_family_revoked(client, rp, tokens, clock, se
     assert reuse.family_id == family.family_id and family.client_id == rp_client.client_id
 
 
+def test_code_reuse_detected(client, flow, rp, caplog):
+    rp_client, secret = rp
+    flow.login(password=PASSWORD)
+    code, verifier, _ = flow.code(rp_client, scope="openid offline_access")
+    assert flow.exchange(rp_client, secret, code, verifier).status_code == 200
+
+    assert flow.exchange(rp_client, secret, code, verifier).status_code == 400
+
+    [record] = recorded(caplog, "code.reuse_detected", code, verifier, secret)
+    assert record.levelno == logging.WARNING and record.client_id == rp_client.client_id and record.family_id
+
+
 def test_token_revoked_by_its_client(client, rp, tokens, caplog):
     rp_client, secret = rp
     assert revoke(client, rp_client, secret, tokens["access_token"]).status_code == 200

@@ -12,6 +12,10 @@ refresh token is bound to the same key, so only the holder of that key can refre
 - Server nonces (§8), when ``dpop_nonce_required`` is set, need no shared state: a nonce
   is an HMAC of the current minute under the key ring's session secret, which every
   instance holds, and the current and previous minute's nonces are accepted.
+- A code can be bound to a key before it exists (§10): ``dpop_jkt`` in the authorization
+  request, or a proof sent to ``/par`` (§10.1, checked as here but without a nonce). It is
+  then exchanged only with a proof by that key; another key, or none, gets ``invalid_grant``
+  and leaves the code to its holder.
 """
 
 import base64
@@ -248,6 +252,7 @@ class DPoP:
     def __init__(self, services):
         self.services = services
         self.token_url = services.settings.issuer + "/token"
+        self.par_url = services.settings.issuer + "/par"
         self.nonces = Nonces(services.keyring.session_secret(), services.clock)
 
     @property
@@ -260,21 +265,33 @@ class DPoP:
         The URL is the configured issuer's token endpoint, never one built from the
         Host header (SECURITY.md B.35).
         """
+        return self._check_request(request, self.token_url, nonce=self.nonce_required)
+
+    def check_par_request(self, request, client) -> Proof | None:
+        """§10.1: a proof sent to the PAR endpoint is checked as at the token endpoint (§4.3).
+
+        Without a server nonce (§8): the proof only names the key the code is bound to,
+        and that key must still sign a proof with a current nonce at the token endpoint.
+        """
+        return self._check_request(request, self.par_url, client, nonce=False)
+
+    def _check_request(self, request, url: str, client=None, *, nonce: bool) -> Proof | None:
         values = _header_values(request.headers, "DPoP")
         if not values:
             return None
         if len(values) > 1 or "," in values[0]:
-            raise self._refused("several", "Send one DPoP header, not several.")
+            raise self._refused("several", "Send one DPoP header, not several.", client)
         now = self.services.clock()
         try:
-            proof = read_proof(values[0].strip(), method=request.method, url=self.token_url, now=now)
+            proof = read_proof(values[0].strip(), method=request.method, url=url, now=now)
         except ProofError as error:
-            raise self._refused("invalid", str(error)) from None
-        if self.nonce_required and not self.nonces.is_valid(proof.claims.get("nonce")):
+            raise self._refused("invalid", str(error), client) from None
+        if nonce and not self.nonces.is_valid(proof.claims.get("nonce")):
             raise UseDPoPNonceError(self.nonces.current())
         # Last, once everything else holds: a refused proof does not use up its jti.
         if not self.services.store.use_once(_jti_key(proof), proof.iat + PROOF_WINDOW, now):
-            security_event("dpop.proof_replayed", logging.WARNING, jkt=proof.jkt)
+            client_id = client.get_client_id() if client else None
+            security_event("dpop.proof_replayed", logging.WARNING, jkt=proof.jkt, client_id=client_id)
             raise InvalidDPoPProofError("This DPoP proof was used already: make a new one for every request.")
         return proof
 
@@ -344,6 +361,38 @@ def check_refresh_binding(record, request) -> None:
             proof=proof is not None,
         )
         raise InvalidGrantError("This refresh token is bound to a DPoP key: send a proof signed with that key.")
+
+
+def bind_pushed_request(params: dict, proof: Proof | None, client) -> None:
+    """§10.1: a proof sent with a pushed request binds its code to the proof's key.
+
+    The key goes into the pushed parameters as ``dpop_jkt``, as if the client had sent
+    it; a ``dpop_jkt`` the client did send must name the same key.
+    """
+    if proof is None:
+        return
+    sent = params.get("dpop_jkt")
+    if sent is not None and not hmac.compare_digest(sent.encode(), proof.jkt.encode()):
+        raise DPoP._refused(
+            "dpop_jkt_mismatch", "The dpop_jkt parameter does not match the key of the DPoP proof.", client
+        )
+    params["dpop_jkt"] = proof.jkt
+
+
+def code_bound_to_another_key(record, request, client) -> InvalidGrantError:
+    """§10: the error for a code bound to a DPoP key, exchanged without a proof by that key.
+
+    ``record`` is the code as ``consume_code`` left it: unused, so that its holder can
+    still exchange it (an intercepted code tried with another key spends nothing).
+    """
+    security_event(
+        "code.dpop_key_mismatch",
+        logging.WARNING,
+        client_id=client.get_client_id(),
+        sub=record.sub,
+        proof=proof_of(request) is not None,
+    )
+    return InvalidGrantError("This authorization code is bound to a DPoP key: send a proof signed with that key.")
 
 
 def _header_values(headers, name: str) -> list[str]:

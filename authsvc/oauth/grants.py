@@ -6,6 +6,7 @@ and route every token through ``TokenMinter``, the one signing path.
 """
 
 import logging
+import re
 import secrets
 
 from authlib.oauth2.rfc6749 import grants
@@ -16,17 +17,20 @@ from authlib.oauth2.rfc7636 import create_s256_code_challenge
 from authlib.oidc.core.grants import OpenIDCode
 
 from ..errors import NotFound
+from ..events import security_event
 from ..store import AuthorizationCode
 from ..tokens import new_jti
+from .dpop import code_bound_to_another_key
+from .dpop import proof_of
 from .issuance import InvalidTargetError
 from .issuance import IssuesTokens
 from .issuance import audience_for
 from .issuance import secret_hash
 from .models import CodeModel
 
-log = logging.getLogger(__name__)
-
 AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+# RFC 9449 §10, RFC 7638: base64url (no padding) of a SHA-256 digest.
+JKT = re.compile(r"[A-Za-z0-9_-]{43}")
 # RFC 7636 §4.1: 43 to 128 unreserved characters.
 VERIFIER_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 
@@ -57,8 +61,11 @@ class AuthorizationCodeGrant(IssuesTokens, grants.AuthorizationCodeGrant):
                 code_challenge=payload.get("code_challenge"),
                 code_challenge_method=payload.get("code_challenge_method"),
                 resource=payload.get("resource"),
+                dpop_jkt=payload.get("dpop_jkt"),
             )
         )
+        # Back-channel logout: this client now holds the session and is told when it ends.
+        services.store.record_session_client(login.sid, request.client.get_client_id(), now)
 
     def query_authorization_code(self, code, client):
         """Consume the code atomically; a replay revokes what the first exchange issued (RFC 9700 §4.5)."""
@@ -67,11 +74,23 @@ class AuthorizationCodeGrant(IssuesTokens, grants.AuthorizationCodeGrant):
         # Chosen before signing and stored with the consumption, so a replay that
         # races this exchange finds what to revoke (RFC 9700 §4.5).
         issue = (new_jti(), int(now) + services.settings.access_token_ttl, secrets.token_urlsafe(16))
-        record, first_use = services.store.consume_code(secret_hash(code), now, issue=issue)
+        proof = proof_of(self.request)
+        record, first_use = services.store.consume_code(
+            secret_hash(code), now, issue=issue, dpop_jkt=proof.jkt if proof else None
+        )
         if record is None:
             return None
+        if not first_use and record.used_at is None:
+            # RFC 9449 §10: bound to a key this request holds no proof of; left for that key's holder.
+            raise code_bound_to_another_key(record, self.request, client)
         if not first_use:
-            log.warning("authorization code replayed; revoking its tokens (client %s)", record.client_id)
+            security_event(
+                "code.reuse_detected",
+                logging.WARNING,
+                client_id=record.client_id,
+                sub=record.sub,
+                family_id=record.issued_family,
+            )
             if record.issued_jti:
                 services.revocations.revoke_jtis([(record.issued_jti, record.issued_exp or 0)])
             if record.issued_family:
@@ -99,6 +118,14 @@ class AuthorizationCodeGrant(IssuesTokens, grants.AuthorizationCodeGrant):
         except InvalidTargetError as error:
             error.redirect_uri, error.state = redirect_uri, self.request.payload.state
             raise
+        # RFC 9449 §10: dpop_jkt is a JWK SHA-256 thumbprint, 43 base64url characters.
+        dpop_jkt = self.request.payload.data.get("dpop_jkt")
+        if dpop_jkt is not None and not JKT.fullmatch(dpop_jkt):
+            raise InvalidRequestError(
+                "Invalid 'dpop_jkt' parameter: a JWK SHA-256 thumbprint is 43 base64url characters.",
+                redirect_uri=redirect_uri,
+                state=self.request.payload.state,
+            )
         return redirect_uri
 
 

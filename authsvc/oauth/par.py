@@ -16,6 +16,11 @@ authorization response is made (code issued or access denied), by one
 conditional UPDATE, so two tabs cannot both get a code. Unused requests die
 by time. Only the client that pushed a request can use it.
 
+A DPoP proof sent with the push (RFC 9449 §10.1) is checked as at the token
+endpoint (``htu`` is this endpoint's URL) and its key thumbprint is stored as
+the request's ``dpop_jkt``, so the code can be exchanged only with a proof
+by that key; a ``dpop_jkt`` parameter naming another key is refused.
+
 Request objects (``request``) are not supported: ``request_not_supported``.
 A client registered with ``--require-par`` is refused at ``/authorize``
 without a ``request_uri``.
@@ -31,6 +36,7 @@ from authlib.oauth2.rfc6749.requests import OAuth2Request
 
 from ..errors import NotFound
 from ..store.sql_pushed_requests import PushedRequest
+from .dpop import bind_pushed_request
 
 REQUEST_URI_PREFIX = "urn:ietf:params:oauth:request_uri:"
 LIFETIME = 60
@@ -73,6 +79,8 @@ def push(server, request) -> dict:
         if params.get("client_id", client_id) != client_id:
             raise InvalidRequestError("client_id does not match the authenticated client.")
         params["client_id"] = client_id
+        # RFC 9449 §10.1: a DPoP proof here binds the code to its key, as dpop_jkt would.
+        bind_pushed_request(params, server.dpop.check_par_request(request, client), client)
         validate(server, params)
     except OAuth2Error as error:
         # §2.3: errors go back to the client in the response, never to a redirect URI.

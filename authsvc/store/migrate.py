@@ -50,6 +50,26 @@ def _v1_tables() -> sa.MetaData:
         sa.Column("created_at", sa.Double, nullable=False),
     )
     sa.Table(
+        "authorization_codes",
+        v1,
+        sa.Column("code_hash", sa.Text, primary_key=True),
+        sa.Column("client_id", sa.Text, client_fk(), nullable=False, index=True),
+        sa.Column("sub", sa.Text, nullable=False),
+        sa.Column("redirect_uri", sa.Text, nullable=False),
+        sa.Column("scope", sa.Text, nullable=False),
+        sa.Column("expires_at", sa.Double, nullable=False),
+        sa.Column("auth_time", sa.Double, nullable=False),
+        sa.Column("sid", sa.Text),
+        sa.Column("nonce", sa.Text),
+        sa.Column("code_challenge", sa.Text),
+        sa.Column("code_challenge_method", sa.Text),
+        sa.Column("resource", sa.Text),
+        sa.Column("used_at", sa.Double),
+        sa.Column("issued_jti", sa.Text),
+        sa.Column("issued_exp", sa.Double),
+        sa.Column("issued_family", sa.Text),
+    )
+    sa.Table(
         "refresh_tokens",
         v1,
         sa.Column("token_hash", sa.Text, primary_key=True),
@@ -91,7 +111,7 @@ def _step_1(conn: sa.Connection) -> None:
     v1 = _v1_tables()
     schema.metadata.create_all(conn, tables=[schema.store_meta, schema.users], checkfirst=False)
     v1.create_all(conn, tables=[v1.tables["clients"]], checkfirst=False)
-    schema.metadata.create_all(conn, tables=[schema.authorization_codes], checkfirst=False)
+    v1.create_all(conn, tables=[v1.tables["authorization_codes"]], checkfirst=False)
     v1.create_all(conn, tables=[v1.tables["refresh_tokens"], v1.tables["consents"]], checkfirst=False)
     schema.metadata.create_all(conn, tables=[schema.revocations], checkfirst=False)
     v1.create_all(conn, tables=[v1.tables["counters"]], checkfirst=False)
@@ -158,6 +178,11 @@ def _step_6(conn: sa.Connection) -> None:
     conn.execute(sa.insert(schema.store_meta).values(key="keyring_version", value=0))
 
 
+def _step_7(conn: sa.Connection) -> None:
+    # RFC 9449 §10: an authorization code bound to a DPoP key (dpop_jkt, or a proof sent to /par).
+    conn.exec_driver_sql("ALTER TABLE authorization_codes ADD COLUMN dpop_jkt TEXT")
+
+
 STEPS: tuple[tuple[int, str, Callable[[sa.Connection], None]], ...] = (
     (1, "create initial tables", _step_1),
     (2, "client audiences and origins, consent redirect URIs, refresh successors", _step_2),
@@ -165,6 +190,7 @@ STEPS: tuple[tuple[int, str, Callable[[sa.Connection], None]], ...] = (
     (4, "DPoP-bound clients and refresh tokens, one-time identifiers", _step_4),
     (5, "client keys, PAR, device codes, sessions, back-channel logout outbox", _step_5),
     (6, "the key ring in the database", _step_6),
+    (7, "authorization codes bound to a DPoP key", _step_7),
 )
 
 

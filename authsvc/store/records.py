@@ -64,6 +64,8 @@ class AuthorizationCode:
     issued_jti: str | None = None
     issued_exp: float | None = None
     issued_family: str | None = None
+    # RFC 9449 §10: the thumbprint of the DPoP key whose proof must come with the exchange.
+    dpop_jkt: str | None = None
 
 
 @dataclass(frozen=True)

@@ -103,6 +103,9 @@ authorization_codes = sa.Table(
     sa.Column("issued_jti", sa.Text),
     sa.Column("issued_exp", sa.Double),
     sa.Column("issued_family", sa.Text),
+    # RFC 9449 §10: the JWK thumbprint of the DPoP key the code is bound to (dpop_jkt, or the
+    # proof sent to /par); the token request must carry a proof by that key.
+    sa.Column("dpop_jkt", sa.Text),
 )
 
 refresh_tokens = sa.Table(

@@ -30,7 +30,12 @@ class CodesMixin:
             raise AlreadyExists("authorization code exists already") from error
 
     def consume_code(
-        self, code_hash: str, now: float, *, issue: tuple[str, float, str | None] | None = None
+        self,
+        code_hash: str,
+        now: float,
+        *,
+        issue: tuple[str, float, str | None] | None = None,
+        dpop_jkt: str | None = None,
     ) -> tuple[AuthorizationCode | None, bool]:
         """Mark a code used; return (record, True) for the one caller that wins.
 
@@ -39,8 +44,13 @@ class CodesMixin:
         code, or one that expired unused, gives (None, False). ``issue`` =
         (jti, exp, family_id) records what the winner is about to issue in
         the same UPDATE, so a replay racing the exchange can revoke it too.
+
+        ``dpop_jkt`` is the key thumbprint of the token request's DPoP proof
+        (None without one). A code bound to another key (RFC 9449 §10) is
+        not used up: it gives (record with ``used_at`` None, False) and stays
+        usable by the holder of its key.
         """
-        check_text(code_hash=code_hash)
+        check_text(code_hash=code_hash, dpop_jkt=dpop_jkt)
         values = {"used_at": now}
         if issue is not None:
             jti, exp, family_id = issue
@@ -48,9 +58,11 @@ class CodesMixin:
             values.update(issued_jti=jti, issued_exp=exp, issued_family=family_id)
         # One conditional UPDATE is the whole race: PostgreSQL re-checks the
         # WHERE after waiting on the row lock, SQLite holds the write lock.
+        unbound = codes.c.dpop_jkt.is_(None)
+        same_key = unbound if dpop_jkt is None else sa.or_(unbound, codes.c.dpop_jkt == dpop_jkt)
         won = (
             sa.update(codes)
-            .where(codes.c.code_hash == code_hash, codes.c.used_at.is_(None), codes.c.expires_at > now)
+            .where(codes.c.code_hash == code_hash, codes.c.used_at.is_(None), codes.c.expires_at > now, same_key)
             .values(**values)
             .returning(*codes.c)
         )
@@ -59,8 +71,9 @@ class CodesMixin:
             if row is not None:
                 return to_record(AuthorizationCode, row), True
             row = conn.execute(sa.select(codes).where(codes.c.code_hash == code_hash)).first()
-        if row is None or row.used_at is None:
+        if row is None or (row.used_at is None and row.expires_at <= now):
             return None, False
+        # Used before, or unused but bound to another DPoP key.
         return to_record(AuthorizationCode, row), False
 
     def record_code_issue(self, code_hash: str, jti: str, exp: float, family_id: str | None) -> None:

@@ -297,10 +297,6 @@ def test_code_flow_with_par_pkce_and_dpop_gives_a_bound_token_and_a_valid_id_tok
     assert all(call["dpop"] and call["dpop_nonce"] for call in token_calls)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="authsvc ignores the DPoP proof sent to /par: the code is not bound to its key (RFC 9449 §10.1)",
-)
 def test_a_code_pushed_with_a_dpop_proof_is_exchanged_only_with_the_same_key(run_rp, deployment):
     """RFC 9449 §10.1: a DPoP proof at /par binds the code to its key, as ``dpop_jkt`` would;
     a token request with a proof by another key is refused (the code was intercepted)."""
