@@ -323,7 +323,7 @@ def test_a_code_records_the_client_in_the_session_and_logout_queues_its_token(ap
     assert response.status_code == 200
     [queued] = services.store.list_logout_deliveries()
     assert queued.client_id == with_uri.client_id and queued.uri == "https://rp.example/bc"
-    assert json.loads(queued.logout_token)["sid"] == sid
+    assert json.loads(queued.logout_claims)["sid"] == sid
     assert queued.delivered_at is None  # the logout answered without waiting for the app
     assert services.store.get_session(sid).ended_at is not None
 
@@ -340,4 +340,4 @@ def test_ending_a_session_on_the_account_page_queues_its_logout_tokens(app, serv
     post(laptop, action="end_session", sid=phone_sid)
 
     [queued] = services.store.list_logout_deliveries()
-    assert json.loads(queued.logout_token)["sid"] == phone_sid
+    assert json.loads(queued.logout_claims)["sid"] == phone_sid

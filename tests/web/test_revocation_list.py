@@ -26,7 +26,7 @@ def admin(cli, clock, monkeypatch):
     """``python -m authsvc tokens revoke …`` in-process, on the tests' clock; returns its JSON."""
     # The CLI builds its own services from the environment; give them the fake clock
     # so "before" and the tokens' iat are on one time line.
-    monkeypatch.setattr("authsvc.cli.context.build", lambda settings: build(settings, clock=clock))
+    monkeypatch.setattr("authsvc.cli.context.build", lambda settings, **kw: build(settings, clock=clock, **kw))
 
     def run(*args):
         code, out, err = cli("tokens", "revoke", *args, "--json")
