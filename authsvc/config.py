@@ -18,6 +18,10 @@ from .errors import ConfigError
 SIGNING_ALGS = ("RS256", "ES256", "EdDSA")
 KEY_STORES = ("files", "database")
 LOG_FORMATS = ("text", "json")
+# OWASP Password Storage Cheat Sheet, argon2id minimum: m=19 MiB, t=2, p=1. Ceilings keep one login
+# from taking the machine (memory per concurrent login, CPU per attempt).
+ARGON2_FLOOR = {"argon2_memory_kib": 19456, "argon2_time_cost": 2, "argon2_parallelism": 1}
+ARGON2_CEILING = {"argon2_memory_kib": 1048576, "argon2_time_cost": 20, "argon2_parallelism": 16}
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,10 @@ class Settings:
     dpop_nonce_required: bool = False
     # "text" (one line per record) or "json" (one JSON object per line), for app and access logs alike.
     log_format: str = "text"
+    # argon2id cost of password hashes; OWASP's minimum profile by default, and never below it.
+    argon2_memory_kib: int = ARGON2_FLOOR["argon2_memory_kib"]
+    argon2_time_cost: int = ARGON2_FLOOR["argon2_time_cost"]
+    argon2_parallelism: int = ARGON2_FLOOR["argon2_parallelism"]
     # Not in the environment: fixed by the protocol or by our security choices.
     code_ttl: int = 60
     # A refresh token just spent may be presented again for this long (two tabs, a lost answer).
@@ -109,6 +117,13 @@ class Settings:
         for name in ("login_attempts_per_user", "login_attempts_per_address", "login_window", "login_address_window"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}: must be at least 1")
+        for name, floor in ARGON2_FLOOR.items():
+            value = getattr(self, name)
+            if not floor <= value <= ARGON2_CEILING[name]:
+                raise ConfigError(
+                    f"AUTHSVC_{name.upper()}: {value} is out of range ({floor} to {ARGON2_CEILING[name]}; "
+                    "the floor is OWASP's minimum for argon2id)"
+                )
         for name in ("access_token_ttl", "id_token_ttl", "refresh_token_ttl"):
             value = getattr(self, name)
             if not 1 <= value <= 365 * 86400:
@@ -130,6 +145,13 @@ def _seconds(raw: str) -> int:
     except ValueError:
         raise ValueError(f"{raw!r} is not a whole number of seconds") from None
     return value
+
+
+def _whole_number(raw: str) -> int:
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"{raw!r} is not a whole number") from None
 
 
 def _flag(raw: str) -> bool:
@@ -193,6 +215,9 @@ _ENV = {
     "endpoint_leeway": _seconds,
     "dpop_nonce_required": _flag,
     "log_format": _text,
+    "argon2_memory_kib": _whole_number,
+    "argon2_time_cost": _whole_number,
+    "argon2_parallelism": _whole_number,
 }
 
 

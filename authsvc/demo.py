@@ -32,7 +32,7 @@ def main() -> None:
             return
         password = secrets.token_urlsafe(12)
         now = time.time()
-        user = accounts.new_user("demo", password, "demo@example.com", now)
+        user = accounts.new_user("demo", password, "demo@example.com", now, settings)
         store.create_user(user)
         client, secret = accounts.new_client(
             "Demo app",

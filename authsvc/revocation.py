@@ -13,6 +13,8 @@ the token lifetime: after that no token can match them.
 import json
 import logging
 
+from .backchannel import logout_claims
+
 log = logging.getLogger(__name__)
 
 CHANNEL_PREFIX = "authsvc:revocations:"
@@ -76,11 +78,13 @@ def open_revocations(settings, store, clock) -> "Revocations":
 
 
 class Revocations:
-    def __init__(self, settings, store, clock, notifier=None):
+    def __init__(self, settings, store, clock, notifier=None, on_logouts_queued=None):
         self.settings = settings
         self.store = store
         self.clock = clock
         self.notifier = notifier or NullNotifier()
+        # Wakes this process's back-channel logout sender; other instances find the rows when they poll.
+        self.on_logouts_queued = on_logouts_queued
 
     def _horizon(self) -> float:
         # Any token issued up to now has expired by then, leeway included.
@@ -115,12 +119,30 @@ class Revocations:
         now = self.clock()
         live = self.store.revoke_refresh_tokens(now, sid=sid, live_after=now - self.settings.leeway)
         entry = ("sid", sid, self._session_horizon(), now)
-        return self._add([entry]) + self.revoke_jtis(live)
+        listed = self._add([entry]) + self.revoke_jtis(live)
+        self._queue_logouts(sid=sid)
+        return listed
 
     def revoke_subject(self, sub: str) -> list:
         now = self.clock()
         self.store.revoke_refresh_tokens(now, sub=sub)
-        return self._add([("sub", sub, self._session_horizon(), now)])
+        listed = self._add([("sub", sub, self._session_horizon(), now)])
+        self._queue_logouts(sub=sub)
+        return listed
+
+    def revoke_grant(self, sub: str, client_id: str) -> list:
+        """Revoke what one user's grant to one client holds: its refresh tokens and their live access tokens."""
+        now = self.clock()
+        live = self.store.revoke_refresh_tokens(
+            now, sub=sub, client_id=client_id, live_after=now - self.settings.leeway
+        )
+        return self.revoke_jtis(live)
+
+    def _queue_logouts(self, **which) -> None:
+        # After the list entry, not before: revoking is what protects the user; the
+        # back-channel tokens tell the apps, and are queued in one transaction of their own.
+        if self.store.end_sessions(self.clock(), logout_claims, **which) and self.on_logouts_queued:
+            self.on_logouts_queued()
 
     def revoke_client(self, client_id: str) -> list:
         now = self.clock()

@@ -24,8 +24,8 @@ from .revocation import NullNotifier
 from .revocation import RedisNotifier
 from .revocation import Revocations
 from .store import Store
-from .store.housekeeping import Housekeeper
 from .store import open_store
+from .store.housekeeping import Housekeeper
 from .tokens import TokenMinter
 
 # How often each process looks for a key-ring change when no Redis message wakes it.

@@ -45,8 +45,8 @@ def keyring(settings, clock, keyring_template):  # noqa: F811 - overrides confte
 @pytest.fixture
 def fast_hashing(monkeypatch):
     cheap = PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1)
-    monkeypatch.setattr(accounts, "_hasher", cheap)
-    monkeypatch.setattr(accounts, "_DUMMY_HASH", cheap.hash("not a password"))
+    # Below the settings' floor on purpose: the factory, not the settings, is replaced.
+    monkeypatch.setattr(accounts, "_hasher_for", lambda *parameters: cheap)
 
 
 def half_hash(value: str, alg: str) -> str:

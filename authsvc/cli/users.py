@@ -43,7 +43,7 @@ def command():
 @json_option
 def create(username, email, password_stdin, as_json):
     """Create a user (password hashed with argon2id)."""
-    user = accounts.new_user(username, read_password(password_stdin), email, context.now())
+    user = accounts.new_user(username, read_password(password_stdin), email, context.now(), context.settings())
     store = context.store()
     try:
         store.create_user(user)
@@ -90,7 +90,7 @@ def set_password(username, password_stdin, as_json):
     Every browser session, refresh token and access token issued before the
     change is revoked: whoever knew the old password may hold any of them.
     """
-    password_hash = accounts.hash_password(read_password(password_stdin))
+    password_hash = accounts.hash_password(read_password(password_stdin), context.settings())
     store = context.store()
     try:
         user = store.get_user_by_username(username)

@@ -8,6 +8,7 @@ from sqlalchemy import exc
 
 from ..errors import AlreadyExists
 from ..errors import NotFound
+from .client_cache import client_changed
 from .records import Client
 from .records import Consent
 from .schema import clients
@@ -66,6 +67,7 @@ class ClientsMixin:
                 raise ValueError("update_client cannot change client_id")
             check_record(updated)
             conn.execute(sa.update(clients).where(where).values(_values(updated)))
+        client_changed(client_id)
         return updated
 
     def delete_client(self, client_id: str) -> None:
@@ -76,6 +78,7 @@ class ClientsMixin:
             result = conn.execute(sa.delete(clients).where(clients.c.client_id == client_id))
             if result.rowcount == 0:
                 raise NotFound("client not found")
+        client_changed(client_id)
 
     def get_consent(self, sub: str, client_id: str) -> Consent:
         """Return what this user granted this client; NotFound otherwise."""
@@ -108,6 +111,33 @@ class ClientsMixin:
             if is_foreign_key_error(error):
                 raise NotFound("client not found") from error
             raise
+
+    def list_consents_of(self, sub: str) -> list[tuple[Consent, Client]]:
+        """Return what this user granted, each with its client, oldest grant first."""
+        check_text(sub=sub)
+        query = sa.select(consents).where(consents.c.sub == sub).order_by(consents.c.granted_at, consents.c.client_id)
+        with reading(self._engine) as conn:
+            rows = conn.execute(query).all()
+            ids = [row.client_id for row in rows]
+            found = {
+                row.client_id: _client(row)
+                for row in conn.execute(sa.select(clients).where(clients.c.client_id.in_(ids)))
+            }
+        return [
+            (
+                to_record(Consent, row, redirect_uris=tuple(json.loads(row._mapping["redirect_uris"]))),
+                found[row.client_id],
+            )
+            for row in rows
+            if row.client_id in found
+        ]
+
+    def delete_consent(self, sub: str, client_id: str) -> bool:
+        """Forget what this user granted this client; False when there was nothing to forget."""
+        check_text(sub=sub, client_id=client_id)
+        where = sa.and_(consents.c.sub == sub, consents.c.client_id == client_id)
+        with writing(self._engine) as conn:
+            return conn.execute(sa.delete(consents).where(where)).rowcount == 1
 
 
 def _values(client: Client) -> dict:

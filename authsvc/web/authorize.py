@@ -23,6 +23,9 @@ from . import server
 from . import services
 from . import sessions
 from .errors import error_response
+from .par import consume_pushed_request
+from .par import login_is_fresh
+from .par import pushed_request_url
 
 log = logging.getLogger(__name__)
 
@@ -68,9 +71,17 @@ def authorize_request():
                 error=error,
             )
         if request.form.get("decision") != "allow":
-            return srv.create_authorization_response(grant=grant, grant_user=None)
+            return _respond(srv, grant, None)
         _save_consent(login, client, scope, consent, port_only_uri)
-    return srv.create_authorization_response(grant=grant, grant_user=login)
+    return _respond(srv, grant, login)
+
+
+def _respond(srv, grant, grant_user):
+    # RFC 9126 §7.3: a pushed request gets one authorization response (code or denial).
+    error = consume_pushed_request(grant.redirect_uri, request.args.get("state"))
+    if error is not None:
+        return _error(error)
+    return srv.create_authorization_response(grant=grant, grant_user=grant_user)
 
 
 def _prompts(grant) -> set[str]:
@@ -94,6 +105,8 @@ def _prompts(grant) -> set[str]:
 
 
 def _needs_login(login, prompts) -> bool:
+    if login_is_fresh(login):
+        return False
     if login is None or "login" in prompts:
         return True
     max_age = request.args.get("max_age")
@@ -161,6 +174,8 @@ def _unavailable(grant) -> OAuth2Error:
 
 def _after_login_url() -> str:
     """This request again, minus what the fresh login satisfies (prompt=login, max_age)."""
+    if pushed_request_url():
+        return pushed_request_url()
     params = []
     for key, value in request.args.items(multi=True):
         if key == "max_age":

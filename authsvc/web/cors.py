@@ -25,6 +25,7 @@ from flask import request
 
 from ..errors import AuthsvcError
 from ..errors import NotFound
+from . import server
 from . import services
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ def _answer_anyone(response) -> None:
 
 def _answer_registered_origin(response, methods) -> None:
     # The answer differs by Origin, so a cache must keep one copy per origin.
-    response.vary.add("Origin")
+    _vary_on_origin(response.headers)
     origin = request.headers.get("Origin")
     if not origin or origin == "null":
         return
@@ -95,6 +96,15 @@ def _answer_registered_origin(response, methods) -> None:
         response.headers["Access-Control-Expose-Headers"] = "DPoP-Nonce"
 
 
+def _vary_on_origin(headers) -> None:
+    # What ``response.vary.add("Origin")`` does, without building a HeaderSet on every response.
+    vary = headers.get("Vary")
+    if not vary:
+        headers["Vary"] = "Origin"
+    elif "origin" not in (item.strip().lower() for item in vary.split(",")):
+        headers["Vary"] = f"{vary}, Origin"
+
+
 def _is_preflight() -> bool:
     return request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers
 
@@ -107,7 +117,8 @@ def _origins_of(client_id: str | None) -> tuple[str, ...]:
     if not client_id:
         return ()
     try:
-        return services().store.get_client(client_id).allowed_origins
+        # The token endpoint's cache: a browser app's every token request asks this.
+        return server().clients.get(client_id).allowed_origins
     except (NotFound, ValueError):
         return ()
 

@@ -21,7 +21,7 @@ from .framing import guard_body_reads
 
 log = logging.getLogger(__name__)
 
-PAGES = ("/authorize", "/login", "/logout", "/device")
+PAGES = ("/authorize", "/login", "/logout", "/device", "/account")
 
 
 def wants_page() -> bool:

@@ -100,10 +100,10 @@ def attempt(username: str, password: str):
         or len(password.encode("utf-8", "replace")) > accounts.MAX_PASSWORD_BYTES
     )
     if too_long or not name or not password:
-        accounts.authenticate(svc.store, "", "x")  # same cost as a real attempt
+        accounts.authenticate(svc.store, "", "x", settings)  # same cost as a real attempt
         user = None
     else:
-        user = accounts.authenticate(svc.store, username, password)
+        user = accounts.authenticate(svc.store, username, password, settings)
     if user is None:
         security_event("login.failed", username_hash=username_hash, address=address)
         return None

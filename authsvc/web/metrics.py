@@ -38,11 +38,26 @@ def _start():
 
 
 def _observe(response):
-    endpoint = request.url_rule.rule if request.url_rule else "unmatched"
-    REQUESTS.labels(endpoint, str(response.status_code)).inc()
-    if "metrics_start" in g:
-        LATENCY.labels(endpoint).observe(time.perf_counter() - g.metrics_start)
+    rule = request.url_rule
+    endpoint = rule.rule if rule is not None else "unmatched"
+    counter, latency = _children(endpoint, response.status_code)
+    counter.inc()
+    started = g.get("metrics_start")
+    if started is not None:
+        latency.observe(time.perf_counter() - started)
     return response
+
+
+# (endpoint, status) -> the labelled counter and histogram: ``labels()`` takes a lock and
+# builds its key on every call. Endpoints are URL rules and statuses few, so this stays small.
+_CHILDREN: dict = {}
+
+
+def _children(endpoint: str, status: int):
+    children = _CHILDREN.get((endpoint, status))
+    if children is None:
+        children = _CHILDREN[(endpoint, status)] = (REQUESTS.labels(endpoint, str(status)), LATENCY.labels(endpoint))
+    return children
 
 
 def render_metrics():

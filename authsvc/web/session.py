@@ -17,8 +17,11 @@ from itsdangerous import BadSignature
 from itsdangerous import URLSafeTimedSerializer
 
 from ..errors import NotFound
+from ..store.records import BrowserSession
 
 SESSION_COOKIE = "authsvc_session"
+# Enough to tell browsers apart on the account page; the header itself is unbounded.
+MAX_USER_AGENT_CHARS = 256
 PRESESSION_COOKIE = "authsvc_csrf"
 
 
@@ -68,7 +71,24 @@ class Sessions:
         value = self._serializer.dumps({"sub": user.sub, "sid": login.sid, "auth_time": login.auth_time})
         self._set(response, SESSION_COOKIE, value, self.settings.session_ttl)
         self.rotate_presession(response)
+        self._record(login)
         return login
+
+    def _record(self, login: Login) -> None:
+        """Note the new session for the account page and back-channel logout."""
+        now = self.services.clock()
+        agent = "".join(c for c in request.headers.get("User-Agent", "") if c.isprintable())
+        self.services.store.create_session(
+            BrowserSession(
+                sid=login.sid,
+                sub=login.user.sub,
+                created_at=now,
+                last_seen_at=now,
+                expires_at=now + self.settings.session_ttl,
+                user_agent=agent[:MAX_USER_AGENT_CHARS],
+                address=request.remote_addr or "",
+            )
+        )
 
     def end(self, response, login: Login | None) -> None:
         if login is not None:

@@ -40,7 +40,7 @@ def chunked_post(client, path, stream):
     )
 
 
-@pytest.mark.parametrize("path", ["/token", "/revoke", "/introspect", "/userinfo"])
+@pytest.mark.parametrize("path", ["/token", "/revoke", "/introspect", "/userinfo", "/par"])
 def test_a_read_error_at_an_oauth_endpoint_is_invalid_request(client, path):
     response = chunked_post(client, path, FailingInput())
     assert response.status_code == 400

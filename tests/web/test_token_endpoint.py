@@ -149,7 +149,7 @@ def test_repeated_parameters_are_invalid_request(client, service, body, query):
     assert_error(response, 400, "invalid_request")
 
 
-@pytest.mark.parametrize("path", ["/token", "/revoke", "/introspect"])
+@pytest.mark.parametrize("path", ["/token", "/revoke", "/introspect", "/par"])
 def test_parameters_in_the_query_string_are_refused(client, service, path):
     record, secret = service
     response = post_raw(
