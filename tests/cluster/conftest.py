@@ -215,7 +215,9 @@ def healthy(fleet):
     for name in list(lab.HOSTS):
         for target in lab.TARGETS:
             lab.heal(name, target)
-    for host in fleet.hosts.values():
+    for name, host in fleet.hosts.items():
+        fleet.balancer.ready(name)
+        fleet.balancer.command(f"enable server issuers/{name}")
         if not host.process.alive():
             host.start()
     for name in ISSUER_HOSTS:

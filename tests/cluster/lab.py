@@ -177,8 +177,12 @@ HAPROXY_CFG = """\
 global
     stats socket {stats} level admin
     maxconn 2000
+    log stdout format raw local0 info
 
 defaults
+    log global
+    option httplog
+    option dontlog-normal
     timeout connect 1s
     timeout client 30s
     timeout server 30s
@@ -211,10 +215,11 @@ backend issuers
     option httpchk
     http-check send meth GET uri /readyz ver HTTP/1.1 hdr Host lab.internal
     http-check expect status 200
-    # A request the chosen instance refused to connect to goes to another one.
+    # A connection an instance refused goes to another one. A request that reached an instance
+    # is never replayed: a code or a refresh token is single-use.
     option redispatch
     retries 3
-    retry-on conn-failure empty-response
+    retry-on conn-failure
     default-server inter {inter_ms}ms fall 2 rise 1
 {servers}
 """
@@ -272,6 +277,22 @@ class Balancer:
             for r in rows
             if r["pxname"] == "issuers" and r["svname"] not in ("BACKEND", "FRONTEND")
         }
+
+    def sessions(self, host: str) -> int:
+        """Connections the balancer has open to ``host`` right now."""
+        text = self.command("show stat").lstrip("# ")
+        for row in csv.DictReader(io.StringIO(text)):
+            if row["pxname"] == "issuers" and row["svname"] == host:
+                return int(row["scur"] or 0)
+        raise KeyError(host)
+
+    def drain(self, host: str, timeout: float = 30.0) -> None:
+        """Send ``host`` no new requests and wait until its requests in flight are done."""
+        self.command(f"set server issuers/{host} state drain")
+        wait_until(lambda: self.sessions(host) == 0, timeout, f"{host} drained")
+
+    def ready(self, host: str) -> None:
+        self.command(f"set server issuers/{host} state ready")
 
     def wait_status(self, host: str, wanted: str, timeout: float = 15.0) -> float:
         """Wait until ``host`` shows ``wanted``; return the seconds it took."""

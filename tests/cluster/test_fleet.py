@@ -23,14 +23,17 @@ def wait_for_requests(load: Load, more: int, timeout: float = 30.0) -> None:
 
 
 def test_rolling_restart_fails_no_request(healthy):
+    """The runbook: drain an instance at the balancer, SIGTERM it, start it, put it back; next one."""
     fleet = healthy
     load = Load(fleet, threads=4)
     try:
         wait_for_requests(load, 50)
         for name in ISSUER_HOSTS:
             host = fleet.hosts[name]
+            fleet.balancer.drain(name)
             assert host.terminate() == 0, host.process.read_log()[-2000:]
             host.start()
+            fleet.balancer.ready(name)
             fleet.balancer.wait_status(name, "UP", timeout=40)
             wait_for_requests(load, 30)
     finally:
