@@ -5,7 +5,8 @@ namespaces behind HAProxy, on the local PostgreSQL and Redis; needs root,
 iproute2, haproxy and socat), drives client-credentials requests through the
 balancer from a few threads, and measures:
 
-- requests and failures during a rolling restart (SIGTERM, start, wait UP; one host after another);
+- requests and failures during a rolling restart (drain at the balancer, SIGTERM, start, wait UP;
+  one host after another);
 - requests and failures around a ``kill -9`` of one host, and the time until the balancer drains it;
 - the time from cutting a host off from PostgreSQL to the balancer draining it;
 - rotation pickup: from ``keys rotate`` returning to the first token signed by the new key,
@@ -17,6 +18,7 @@ balancer from a few threads, and measures:
 
 import argparse
 import json
+import secrets
 import statistics
 import sys
 import tempfile
@@ -45,8 +47,10 @@ def rolling_restart(fleet):
         wait_more(load, 100)
         for name in ISSUER_HOSTS:
             host = fleet.hosts[name]
+            fleet.balancer.drain(name)
             host.terminate()
             host.start()
+            fleet.balancer.ready(name)
             fleet.balancer.wait_status(name, "UP", timeout=60)
             wait_more(load, 50)
     finally:
@@ -148,7 +152,16 @@ def main():
     fleet = None
     report = {}
     try:
-        fleet = Fleet(Path(tempfile.mkdtemp(prefix="fleet-bench-")))
+        tmp = Path(tempfile.mkdtemp(prefix="fleet-bench-"))
+        extra = {}
+        if args.key_store == "database":
+            extra = {
+                "AUTHSVC_KEY_STORE": "database",
+                "AUTHSVC_KEY_ENCRYPTION_KEY": secrets.token_urlsafe(32),
+                "AUTHSVC_KEYS_DIR": str(tmp / "unused-keys"),
+            }
+        report["key_store"] = args.key_store
+        fleet = Fleet(tmp, extra)
         report["rolling_restart"] = rolling_restart(fleet)
         print("rolling restart:", report["rolling_restart"], flush=True)
         report["kill_9"] = kill_9(fleet)
