@@ -25,8 +25,8 @@ from tests.servers import free_port
 from tests.servers import prepare
 from tests.servers import server_env
 
-OAUTH_ENDPOINTS = ("/token", "/revoke", "/introspect", "/userinfo")
-PAGES = ("/login", "/authorize", "/logout")
+OAUTH_ENDPOINTS = ("/token", "/revoke", "/introspect", "/userinfo", "/par", "/device_authorization")
+PAGES = ("/login", "/authorize", "/logout", "/device", "/account")
 FORM = b"application/x-www-form-urlencoded"
 
 
