@@ -325,7 +325,69 @@ def verify_section(opts: Options, data: BenchData) -> dict:
             "verifier_memory_bytes": memory,
         }
         print(f"  verify {count} entries: {rates['verify']:.0f}/s", file=sys.stderr)
+    results["dpop"] = dpop_verify_cost(server, data.auth, issuer, quiet)
     return results
+
+
+def dpop_verify_cost(server, auth: str, issuer: str, options: dict, checks: int = 1500) -> dict:
+    """CPU per verification of a DPoP-bound token with its proof, against the same verifier's Bearer path.
+
+    Proofs are made beforehand (each is accepted once): only the verifier's work is timed.
+    """
+    import base64
+    import hashlib
+    import uuid
+
+    import jwt
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from authsvc.verify import TokenVerifier
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    public = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(key.public_key()))
+
+    def proof(method: str, url: str, token: str | None = None) -> str:
+        claims = {"jti": uuid.uuid4().hex, "htm": method, "htu": url, "iat": int(time.time())}
+        if token:
+            claims["ath"] = base64.urlsafe_b64encode(hashlib.sha256(token.encode()).digest()).rstrip(b"=").decode()
+        return jwt.encode(claims, key, algorithm="ES256", headers={"typ": "dpop+jwt", "jwk": public})
+
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    try:
+        headers = {
+            "Authorization": auth,
+            "Content-Type": "application/x-www-form-urlencoded",
+            "DPoP": proof("POST", f"{issuer}/token"),
+        }
+        conn.request("POST", "/token", body=TOKEN_BODY, headers=headers)
+        answer = json.loads(conn.getresponse().read())
+    finally:
+        conn.close()
+    if answer.get("token_type") != "DPoP":
+        raise RuntimeError(f"no DPoP-bound token: {answer}")
+    bound = answer["access_token"]
+    bearer = post_token(server, auth)
+    url = "https://api.bench/resource"
+    proofs = [proof("GET", url, bound) for _ in range(checks)]
+    verifier = TokenVerifier(issuer, AUDIENCE, **options)
+    try:
+        verifier.verify(bearer)
+        started = time.process_time()
+        for _ in range(checks):
+            verifier.verify(bearer)
+        bearer_seconds = time.process_time() - started
+        started = time.process_time()
+        for one in proofs:
+            verifier.verify(bound, dpop_proof=one, method="GET", url=url)
+        dpop_seconds = time.process_time() - started
+    finally:
+        verifier.close()
+    return {
+        "checks": checks,
+        "bearer_per_cpu_second": checks / bearer_seconds,
+        "dpop_per_cpu_second": checks / dpop_seconds,
+        "dpop_extra_ms": (dpop_seconds - bearer_seconds) / checks * 1000,
+    }
 
 
 # ---- revocation list serving ----------------------------------------------------------
@@ -596,6 +658,16 @@ def table_rows(results: dict) -> list[tuple[str, str, str, str]]:
                     n(entry["verify_per_cpu_second"]),
                     f"HTTP introspection: {n(entry['introspections_per_second'])}/s",
                     ratio(entry["verify_per_cpu_second"], entry["introspections_per_second"]),
+                )
+            )
+        dpop = verify.get("dpop")
+        if dpop:
+            rows.append(
+                (
+                    "authsvc.verify DPoP-bound token + ES256 proof: checks/s (one core)",
+                    n(dpop["dpop_per_cpu_second"]),
+                    f"same verifier, Bearer: {n(dpop['bearer_per_cpu_second'])}",
+                    ratio(dpop["dpop_per_cpu_second"], dpop["bearer_per_cpu_second"]),
                 )
             )
         largest = max(verify["entries"], key=int)

@@ -73,6 +73,7 @@ def test_quick_run_writes_every_figure(tmp_path):
     ):
         assert measured(empty[key]), (key, empty)
     assert empty["verifier_memory_bytes"] >= 0
+    assert measured(verify["dpop"]["dpop_per_cpu_second"]) and measured(verify["dpop"]["bearer_per_cpu_second"])
 
 
 def test_unknown_section_is_a_usage_error():
