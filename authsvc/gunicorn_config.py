@@ -55,6 +55,22 @@ def _escape_char(match) -> str:
     return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
 
 
+class EscapedAtoms(dict):
+    """gunicorn's access-log atoms, each escaped when it is read; "-" for a missing one, as gunicorn does."""
+
+    def __getitem__(self, name):
+        if name.startswith("{"):
+            name = name.lower()
+        value = dict.get(self, name, "-")
+        return escape_log_text(value) if isinstance(value, str) else value
+
+    def values(self):
+        return [self[name] for name in self]
+
+    def items(self):
+        return [(name, self[name]) for name in self]
+
+
 class EscapingLogger(Logger):
     """gunicorn's logger: every access-log field escaped; with AUTHSVC_LOG_FORMAT=json, every line a JSON object.
 
@@ -80,8 +96,11 @@ class EscapingLogger(Logger):
                     handler.setFormatter(logs.json_formatter())
 
     def atoms(self, resp, req, environ, request_time):
-        atoms = super().atoms(resp, req, environ, request_time)
-        return {name: escape_log_text(value) if isinstance(value, str) else value for name, value in atoms.items()}
+        # Escaped as the format reads them: gunicorn builds dozens of atoms (every header) per
+        # request, and the format uses a handful.
+        return EscapedAtoms(super().atoms(resp, req, environ, request_time))
+
+    atoms_wrapper_class = staticmethod(lambda atoms: atoms)
 
     def access(self, resp, req, environ, request_time):
         if getattr(self, "log_format", "text") != "json":
