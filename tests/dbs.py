@@ -41,6 +41,17 @@ def store_url(request: pytest.FixtureRequest, tmp_path) -> str:
     return postgres_url_or_skip(request)
 
 
+@pytest.fixture(name="store")
+def upgraded_store(store_url: str):
+    """A store at the newest schema on every backend; import it into a module to run its tests on both."""
+    from authsvc.store import open_store
+
+    store = open_store(store_url)
+    store.upgrade()
+    yield store
+    store.close()
+
+
 def postgres_url_or_skip(request: pytest.FixtureRequest | None = None) -> str:
     """Create an isolated schema and return a URL whose search_path is that schema.
 

@@ -10,20 +10,12 @@ import pytest
 from authsvc import accounts
 from authsvc.errors import AlreadyExists
 from authsvc.errors import NotFound
-from authsvc.store import open_store
 from authsvc.store.records import DeviceCode
 from tests.dbs import store_url  # noqa: F401
+from tests.dbs import upgraded_store  # noqa: F401  (the "store" fixture, on every backend)
 
 NOW = 1_000_000.0
 DEVICE = "urn:ietf:params:oauth:grant-type:device_code"
-
-
-@pytest.fixture
-def store(store_url):  # noqa: F811
-    store = open_store(store_url)
-    store.upgrade()
-    yield store
-    store.close()
 
 
 @pytest.fixture

@@ -18,19 +18,12 @@ from authsvc.ratelimit import limit
 from authsvc.store import open_store
 from tests.conftest import Clock
 from tests.dbs import store_url  # noqa: F401  (fixture)
+from tests.dbs import upgraded_store  # noqa: F401  (the "store" fixture, on every backend)
 from tests.services_available import DEAD_REDIS_URL
 from tests.services_available import redis_url  # noqa: F401  (fixture)
 
 NOW = 1_700_000_100.0  # 100 s past a multiple of 300: a fixed window would end at NOW + 200
 LOGIN = limit("login-user", 10, 300)
-
-
-@pytest.fixture
-def store(store_url):  # noqa: F811
-    store = open_store(store_url)
-    store.upgrade()
-    yield store
-    store.close()
 
 
 @pytest.fixture

@@ -28,19 +28,12 @@ from authsvc.store import open_store
 from authsvc.store import schema
 from tests.dbs import postgres_url_or_skip
 from tests.dbs import store_url  # noqa: F401  (fixture)
+from tests.dbs import upgraded_store  # noqa: F401  (the "store" fixture, on every backend)
 
 NOW = 1_700_000_000.0
 ALL_STEPS = [name for _, name, _ in migrate.STEPS]
 DEAD_URL = "postgresql+psycopg://postgres:s3cret-pw@127.0.0.1:1/test"
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture
-def store(store_url):  # noqa: F811
-    store = open_store(store_url)
-    store.upgrade()
-    yield store
-    store.close()
 
 
 @pytest.fixture
