@@ -66,10 +66,12 @@ def readyz():
 
 def _failed(failed: list, dependency: str, detail) -> None:
     failed.append(dependency)
-    detail, now = str(detail), time.monotonic()
-    last_detail, last_time = _last_logged.get(dependency, ("", -FAILURE_LOG_INTERVAL))
-    if detail != last_detail or now - last_time >= FAILURE_LOG_INTERVAL:
-        _last_logged[dependency] = (detail, now)
+    # The kind of failure, not its text: a driver words one outage several ways
+    # ("connection refused", "server closed the connection"), and each probe must not log it anew.
+    kind, now = type(detail).__name__ if isinstance(detail, BaseException) else str(detail), time.monotonic()
+    last_kind, last_time = _last_logged.get(dependency, ("", -FAILURE_LOG_INTERVAL))
+    if kind != last_kind or now - last_time >= FAILURE_LOG_INTERVAL:
+        _last_logged[dependency] = (kind, now)
         log.warning("readyz: %s unavailable: %s", dependency, detail)
 
 
