@@ -137,6 +137,17 @@ class Fleet:
             "--scope", "api:read", "--audience", VERIFIER_AUDIENCE,
         )  # fmt: skip
         self.client_id, self.secret = made["client_id"], made["client_secret"]
+        self.balancer = self.relay = None
+        self.hosts = {}
+        try:
+            self._start_processes(tmp)
+        except BaseException:
+            # A fleet that fails to come up leaves no process behind: the fixture never gets it to stop.
+            self.stop()
+            raise
+        self.http = requests.Session()
+
+    def _start_processes(self, tmp: Path) -> None:
         self.balancer = lab.Balancer(tmp, self.lb_port, ISSUER_HOSTS)
         self.relay = lab.Process(
             [
@@ -150,7 +161,6 @@ class Fleet:
             host.start()
         for name in ISSUER_HOSTS:
             self.balancer.wait_status(name, "UP", timeout=40)
-        self.http = requests.Session()
 
     def token(self, timeout: float = 10.0) -> requests.Response:
         return self.http.post(
@@ -167,8 +177,10 @@ class Fleet:
     def stop(self) -> None:
         for host in self.hosts.values():
             host.stop()
-        self.relay.stop(timeout=5)
-        self.balancer.stop()
+        if self.relay is not None:
+            self.relay.stop(timeout=5)
+        if self.balancer is not None:
+            self.balancer.stop()
 
 
 class _Pinned:

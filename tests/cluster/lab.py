@@ -250,7 +250,11 @@ class Balancer:
         if check.returncode != 0:
             raise RuntimeError(f"haproxy config: {check.stdout} {check.stderr}")
         self.process = Process(["haproxy", "-db", "-f", str(cfg)], tmp / "haproxy.log")
-        wait_until(lambda: self.stats_path.exists() and self._try_stats() is not None, 10, "haproxy stats socket")
+        try:
+            wait_until(lambda: self.stats_path.exists() and self._try_stats() is not None, 10, "haproxy stats socket")
+        except BaseException:
+            self.process.stop(timeout=5)
+            raise
 
     def _try_stats(self):
         try:
