@@ -10,6 +10,7 @@ from .services import build
 from .web import init_app
 from .web.proxies import TrustedProxies
 from .web.request_id import RequestId
+from .web.token_path import ClientCredentialsPath
 
 # Small bodies only: every protocol request fits in a few kilobytes, and a
 # cap keeps multipart and form parsing cheap (SECURITY.md E.52).
@@ -32,6 +33,8 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         TRAP_HTTP_EXCEPTIONS=False,
     )
     init_app(app, services)
+    # In front of Flask: plain client-credentials token requests skip the framework (see token_path).
+    app.wsgi_app = ClientCredentialsPath(app.wsgi_app, app.extensions["authsvc.server"], services)
     is_trusted_proxy = None
     if services.settings.trusted_proxies:
         proxies = TrustedProxies(app.wsgi_app, services.settings.trusted_proxies)

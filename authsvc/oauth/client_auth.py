@@ -15,7 +15,14 @@ from authlib.oauth2.rfc6749.errors import InvalidRequestError
 
 
 def _basic_credentials(request):
-    header = request.headers.get("Authorization")
+    return basic_credentials(request.headers.get("Authorization"))
+
+
+def basic_credentials(header: str | None) -> tuple[str, str] | None:
+    """``(client_id, secret)`` from an ``Authorization: Basic`` value; None for another scheme.
+
+    Malformed Basic credentials are ``invalid_client``.
+    """
     if not header:
         return None
     scheme, _, value = header.strip().partition(" ")

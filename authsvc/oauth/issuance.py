@@ -84,7 +84,7 @@ def issue_tokens(server, grant, *, user, scope, include_refresh_token) -> dict:
     client = request.client.record
     context = _context_record(request)
     if user is None:
-        scope = _client_credentials_scope(client, scope)
+        scope = client_credentials_scope(client, scope)
     scope = scope or ""
     # The grant's own resource (from the authorization request, kept on the code and
     # on every refresh token after it) is what a refresh token carries forward.
@@ -148,7 +148,8 @@ def _context_record(request):
     return None
 
 
-def _client_credentials_scope(client, requested) -> str:
+def client_credentials_scope(client, requested) -> str:
+    """The scope a client-credentials token carries: what was asked, each once, within the client's scope."""
     allowed = client.scope.split()
     if not requested:
         return client.scope

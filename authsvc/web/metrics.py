@@ -40,7 +40,7 @@ def _start():
 def _observe(response):
     rule = request.url_rule
     endpoint = rule.rule if rule is not None else "unmatched"
-    counter, latency = _children(endpoint, response.status_code)
+    counter, latency = children_for(endpoint, response.status_code)
     counter.inc()
     started = g.get("metrics_start")
     if started is not None:
@@ -53,7 +53,7 @@ def _observe(response):
 _CHILDREN: dict = {}
 
 
-def _children(endpoint: str, status: int):
+def children_for(endpoint: str, status: int):
     children = _CHILDREN.get((endpoint, status))
     if children is None:
         children = _CHILDREN[(endpoint, status)] = (REQUESTS.labels(endpoint, str(status)), LATENCY.labels(endpoint))
