@@ -13,6 +13,8 @@ import tempfile
 
 from gunicorn.glogging import Logger
 
+from authsvc.logs import escape_log_text
+
 bind = os.environ.get("AUTHSVC_BIND") or "127.0.0.1:8000"
 workers = int(os.environ.get("AUTHSVC_WORKERS") or os.cpu_count() or 2)
 worker_class = "gthread"
@@ -33,26 +35,6 @@ errorlog = "-"
 # gunicorn's control socket defaults to one path per user, which several
 # instances on one host would fight over; authsvc is managed by its own CLI.
 control_socket_disable = True
-
-
-# Printable ASCII except the quote (it delimits fields) and the backslash (it starts an escape).
-_UNSAFE = re.compile(r"[^\x20\x21\x23-\x5b\x5d-\x7e]")
-
-
-def escape_log_text(text: str) -> str:
-    """``text`` with every character but printable ASCII written as ``\\xHH`` (``\\uHHHH`` above 0xFF).
-
-    WSGI decodes the path as Latin-1, so a UTF-8 path logs as its bytes,
-    as nginx and Apache write them.
-    """
-    return _UNSAFE.sub(_escape_char, text)
-
-
-def _escape_char(match) -> str:
-    code = ord(match.group())
-    if code <= 0xFF:
-        return f"\\x{code:02x}"
-    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
 
 
 class EscapedAtoms(dict):

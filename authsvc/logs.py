@@ -77,6 +77,11 @@ def formatter(log_format: str) -> logging.Formatter:
     return json_formatter() if log_format == "json" else TextFormatter()
 
 
+def formatter_from_env() -> logging.Formatter:
+    """The formatter AUTHSVC_LOG_FORMAT asks for (a ``logging.config`` factory for servers' own lines)."""
+    return formatter(log_format_from_env())
+
+
 def configure(log_format: str, stream=None) -> logging.Handler:
     """Send every record (authsvc's from INFO up, others' from WARNING up) to ``stream`` (stderr) in ``log_format``.
 
@@ -93,3 +98,23 @@ def configure(log_format: str, stream=None) -> logging.Handler:
     root.addHandler(handler)
     logging.getLogger("authsvc").setLevel(logging.INFO)
     return handler
+
+
+# Printable ASCII except the quote (it delimits fields) and the backslash (it starts an escape).
+_UNSAFE = re.compile(r"[^\x20\x21\x23-\x5b\x5d-\x7e]")
+
+
+def escape_log_text(text: str) -> str:
+    """``text`` with every character but printable ASCII written as ``\\xHH`` (``\\uHHHH`` above 0xFF).
+
+    WSGI decodes the path as Latin-1, so a UTF-8 path logs as its bytes,
+    as nginx and Apache write them.
+    """
+    return _UNSAFE.sub(_escape_char, text)
+
+
+def _escape_char(match) -> str:
+    code = ord(match.group())
+    if code <= 0xFF:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"

@@ -115,11 +115,11 @@ class BenchData:
         if result.returncode != 0:
             raise RuntimeError(f"users create: {result.stderr.strip()}")
 
-    def server(self, alg: str, **extra_env) -> "AuthsvcServer":
+    def server(self, alg: str, http_server: str = "gunicorn", **extra_env) -> "AuthsvcServer":
         """An authsvc server signing with ``alg``; started once, then shared by the sections that ask alike."""
-        key = (alg, tuple(sorted(extra_env.items())))
+        key = (alg, http_server, tuple(sorted(extra_env.items())))
         if key not in self._servers:
-            self._servers[key] = AuthsvcServer(self, alg, **extra_env)
+            self._servers[key] = AuthsvcServer(self, alg, http_server, **extra_env)
         return self._servers[key]
 
     def close(self, *, show_logs: bool = False) -> None:
@@ -134,14 +134,16 @@ class BenchData:
 
 
 class AuthsvcServer(LoopbackProcess):
-    """``python -m authsvc serve`` on a free port, workers left to their default (one per core)."""
+    """``python -m authsvc serve [--server granian]`` on a free port, workers left to their default (one per core)."""
 
     name = "authsvc"
 
-    def __init__(self, data: BenchData, alg: str = "RS256", **extra_env):
+    def __init__(self, data: BenchData, alg: str = "RS256", http_server: str = "gunicorn", **extra_env):
         port = free_port()
         env = dict(data.env, AUTHSVC_ISSUER=f"http://127.0.0.1:{port}", AUTHSVC_SIGNING_ALG=alg, **extra_env)
-        argv = [sys.executable, "-m", "authsvc", "serve", "--bind", f"127.0.0.1:{port}"]
+        argv = [sys.executable, "-m", "authsvc", "serve", "--bind", f"127.0.0.1:{port}", "--server", http_server]
+        if http_server != "gunicorn":
+            self.name = f"authsvc ({http_server})"
         super().__init__(argv, env, port, data.path / f"authsvc-{port}.log")
 
 

@@ -59,6 +59,14 @@ from harness import set_revocation_count
 from harness import wrk
 
 SECTIONS = ("token", "limit", "verify", "revocations", "login", "propagation")
+# serve --server NAME; gunicorn is the default, and the key "authsvc" in the results.
+HTTP_SERVERS = ("gunicorn", "granian")
+
+
+def server_key(http_server: str) -> str:
+    return "authsvc" if http_server == "gunicorn" else f"authsvc_{http_server}"
+
+
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 KEYCLOAK_LOGINS_PER_VCPU = 15
 LEEWAY = 30
@@ -80,6 +88,7 @@ class Options:
         self.warmup = 0 if quick else 2
         self.connections = args.connections
         self.skip_peer = args.skip_peer
+        self.http_servers = args.servers
         self.limit_seconds = 0.3 if quick else 2.0
         self.verify_alg = args.verify_alg
         self.verify_entries = args.verify_entries or ((0, 1000) if quick else (0, 10_000, 100_000))
@@ -142,7 +151,8 @@ def token_section(opts: Options, data: BenchData, peer_skipped: str | None) -> d
     for alg in opts.algs:
         servers = {}
         try:
-            servers["authsvc"] = data.server(alg)
+            for http_server in opts.http_servers:
+                servers[server_key(http_server)] = data.server(alg, http_server)
             if peer_skipped is None:
                 servers["peer"] = PeerServer(data, alg)
             tokens = {name: check_alike(name, post_token(server, data.auth), alg) for name, server in servers.items()}
@@ -162,7 +172,9 @@ def token_section(opts: Options, data: BenchData, peer_skipped: str | None) -> d
                 servers["peer"].stop()
         entry = {name: dict(summarise(rounds[name]), issued=tokens[name]) for name in servers}
         if peer_skipped is None:
-            entry["ratio_rps"] = entry["authsvc"]["rps"] / entry["peer"]["rps"]
+            for http_server in opts.http_servers:
+                suffix = "" if http_server == "gunicorn" else f"_{http_server}"
+                entry[f"ratio_rps{suffix}"] = entry[server_key(http_server)]["rps"] / entry["peer"]["rps"]
         else:
             entry["peer"] = {"not_run": peer_skipped}
         results[alg] = entry
@@ -588,48 +600,54 @@ def mib(size: int) -> str:
     return f"{size / 2**20:.1f} MiB" if size >= 2**20 else f"{size / 2**10:.0f} KiB"
 
 
+def token_rows(label: str, entry: dict, key: str, limit: dict | None) -> list[tuple[str, str, str, str]]:
+    """The token endpoint's rows for one of authsvc's HTTP servers, against the peer and the signing limit."""
+    ours, peer = entry[key], entry["peer"]
+    ran = "rps" in peer
+    missing = f"not run ({peer.get('not_run')})" if not ran else None
+    rows = [
+        (
+            f"{label}: tokens/s",
+            n(ours["rps"]),
+            f"node-oidc-provider: {n(peer['rps'])}" if ran else missing,
+            ratio(ours["rps"], peer["rps"]) if ran else "—",
+        ),
+        (
+            f"{label}: p50 / p99 latency",
+            f"{n(ours['p50_ms'], 1)} / {n(ours['p99_ms'], 1)} ms",
+            f"{n(peer['p50_ms'], 1)} / {n(peer['p99_ms'], 1)} ms" if ran else missing,
+            ratio(ours["p99_ms"], peer["p99_ms"]) + " (p99)" if ran else "—",
+        ),
+        (
+            f"{label}: server CPU per token",
+            f"{n(ours['cpu_ms_per_request'], 2)} ms",
+            f"{n(peer['cpu_ms_per_request'], 2)} ms" if ran else missing,
+            ratio(ours["cpu_ms_per_request"], peer["cpu_ms_per_request"]) if ran else "—",
+        ),
+    ]
+    if limit is not None:
+        ceiling = limit["signatures_per_cpu_second"] * CORES
+        peer_share = f"; peer {ratio(peer['rps'], ceiling)}" if ran else ""
+        rows.append(
+            (
+                f"{label}: share of the signing limit",
+                f"{n(ours['rps'])} tokens/s",
+                f"{CORES} cores × {n(limit['signatures_per_cpu_second'])} signatures/s",
+                ratio(ours["rps"], ceiling) + peer_share,
+            )
+        )
+    return rows
+
+
 def table_rows(results: dict) -> list[tuple[str, str, str, str]]:
     rows = []
     token, limit = results.get("token", {}), results.get("limit", {})
     for alg, entry in token.items():
-        ours, peer = entry["authsvc"], entry["peer"]
-        ran = "rps" in peer
-        missing = f"not run ({peer.get('not_run')})" if not ran else None
-        rows.append(
-            (
-                f"Token endpoint {alg}: tokens/s",
-                n(ours["rps"]),
-                f"node-oidc-provider: {n(peer['rps'])}" if ran else missing,
-                ratio(ours["rps"], peer["rps"]) if ran else "—",
-            )
-        )
-        rows.append(
-            (
-                f"Token endpoint {alg}: p50 / p99 latency",
-                f"{n(ours['p50_ms'], 1)} / {n(ours['p99_ms'], 1)} ms",
-                f"{n(peer['p50_ms'], 1)} / {n(peer['p99_ms'], 1)} ms" if ran else missing,
-                ratio(ours["p99_ms"], peer["p99_ms"]) + " (p99)" if ran else "—",
-            )
-        )
-        rows.append(
-            (
-                f"Token endpoint {alg}: server CPU per token",
-                f"{n(ours['cpu_ms_per_request'], 2)} ms",
-                f"{n(peer['cpu_ms_per_request'], 2)} ms" if ran else missing,
-                ratio(ours["cpu_ms_per_request"], peer["cpu_ms_per_request"]) if ran else "—",
-            )
-        )
-        if alg in limit:
-            ceiling = limit[alg]["signatures_per_cpu_second"] * CORES
-            peer_share = f"; peer {ratio(peer['rps'], ceiling)}" if ran else ""
-            rows.append(
-                (
-                    f"Token endpoint {alg}: share of the signing limit",
-                    f"{n(ours['rps'])} tokens/s",
-                    f"{CORES} cores × {n(limit[alg]['signatures_per_cpu_second'])} signatures/s",
-                    ratio(ours["rps"], ceiling) + peer_share,
+        for http_server in HTTP_SERVERS:
+            if server_key(http_server) in entry:
+                rows += token_rows(
+                    f"Token endpoint {alg} ({http_server})", entry, server_key(http_server), limit.get(alg)
                 )
-            )
     for alg, entry in limit.items():
         if alg not in token:
             rows.append(
@@ -773,6 +791,12 @@ def parse_args(argv=None):
     parser.add_argument("--duration", type=int, help="seconds per wrk round (default 10)")
     parser.add_argument("--connections", type=int, default=32, help="wrk connections (one wrk thread)")
     parser.add_argument("--skip-peer", action="store_true", help="do not install or run node-oidc-provider")
+    parser.add_argument(
+        "--servers",
+        type=choices(HTTP_SERVERS),
+        default=HTTP_SERVERS,
+        help="authsvc's HTTP servers at the token endpoint: " + ",".join(HTTP_SERVERS),
+    )
     parser.add_argument("--verify-alg", choices=ALGS, default="RS256")
     parser.add_argument("--verify-entries", type=counts, help="revocation entries (default 0,10000,100000)")
     parser.add_argument("--poll", type=float, help="verifier poll interval for propagation, s (default 5)")

@@ -94,9 +94,12 @@ class Instance(LoopbackProcess):
 
     name = "gunicorn"
 
-    def __init__(self, env: dict, port: int, workers: int = 1):
+    def __init__(self, env: dict, port: int, workers: int = 1, server: str = "gunicorn"):
         argv = [sys.executable, "-m", "authsvc", "serve", "--bind", f"127.0.0.1:{port}", "--workers", str(workers)]
-        super().__init__(argv, env, port, Path(env["AUTHSVC_KEYS_DIR"]).parent / f"gunicorn-{port}.log")
+        if server != "gunicorn":
+            argv += ["--server", server]
+        self.name = server
+        super().__init__(argv, env, port, Path(env["AUTHSVC_KEYS_DIR"]).parent / f"{server}-{port}.log")
 
 
 def server_env(

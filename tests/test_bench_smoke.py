@@ -53,7 +53,8 @@ def test_quick_run_writes_every_figure(tmp_path):
     ]
     run = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=240)
     assert run.returncode == 0, run.stderr[-3000:]
-    assert "| Token endpoint ES256: tokens/s" in run.stdout
+    assert "| Token endpoint ES256 (gunicorn): tokens/s" in run.stdout
+    assert "| Token endpoint ES256 (granian): tokens/s" in run.stdout
 
     doc = json.loads(results_file.read_text())
     assert doc["machine"]["cores"] >= 1
@@ -61,9 +62,10 @@ def test_quick_run_writes_every_figure(tmp_path):
     assert set(results) == {"token", "limit", "verify"}
 
     token = results["token"]["ES256"]
-    for key in ("rps", "p50_ms", "p99_ms", "cpu_ms_per_request"):
-        assert measured(token["authsvc"][key]), (key, token["authsvc"])
-    assert token["authsvc"]["rounds"][0]["requests"] > 0
+    for server in ("authsvc", "authsvc_granian"):
+        for key in ("rps", "p50_ms", "p99_ms", "cpu_ms_per_request"):
+            assert measured(token[server][key]), (key, token[server])
+        assert token[server]["rounds"][0]["requests"] > 0
     assert token["peer"] == {"not_run": "--skip-peer"}
 
     limit = results["limit"]["ES256"]
