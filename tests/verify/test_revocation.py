@@ -445,3 +445,12 @@ def test_a_forked_child_restarts_the_poller(issuer, verifier):
             os._exit(status)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_polls_are_never_further_apart_than_the_interval():
+    """A revocation reaches a polling verifier within revocation_poll_interval: jitter only shortens the wait."""
+    verifier = TokenVerifier("http://127.0.0.1:9", AUDIENCE, revocation_poll_interval=5.0)
+    delays = [verifier._next_poll_delay() for _ in range(2000)]
+    assert 4.0 <= min(delays) and max(delays) <= 5.0
+    # Spread, so a fleet of services does not poll in lockstep.
+    assert max(delays) - min(delays) > 0.5
