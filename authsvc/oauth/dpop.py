@@ -27,7 +27,6 @@ import logging
 import math
 import re
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 import jwt
 from authlib.oauth2.base import OAuth2Error
@@ -35,6 +34,10 @@ from authlib.oauth2.rfc6749.errors import InvalidGrantError
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
 from ..events import security_event
+from ..verify._canonical import THUMBPRINT_MEMBERS
+from ..verify._canonical import b64
+from ..verify._canonical import normalize_url
+from ..verify._canonical import thumbprint
 
 PROOF_TYP = "dpop+jwt"
 #: Asymmetric algorithms only (§4.2): never "none", never an HMAC. Each is bound to one key type.
@@ -53,16 +56,12 @@ MAX_PROOF_CHARS = 8192
 MAX_CLAIM_CHARS = 2048
 MIN_RSA_BITS = 2048
 #: RFC 7638 §3.2: the members a thumbprint covers, per key type.
-THUMBPRINT_MEMBERS = {"EC": ("crv", "kty", "x", "y"), "OKP": ("crv", "kty", "x"), "RSA": ("e", "kty", "n")}
 #: Private members: a proof carries a public key only (§4.3 step 7).
 PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
 #: Header parameters that would bring another key or processing rule into play.
 FORBIDDEN_HEADERS = frozenset({"jku", "x5u", "x5c", "crit", "b64", "zip", "enc"})
 
 _COMPACT = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
-_PERCENT = re.compile(r"%[0-9A-Fa-f]{2}")
-_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
-_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 class InvalidDPoPProofError(OAuth2Error):
@@ -158,42 +157,6 @@ def public_key(jwk, alg: str):
     return key
 
 
-def thumbprint(jwk: dict) -> str:
-    """RFC 7638 JWK SHA-256 thumbprint: the required members, sorted, no whitespace."""
-    members = {name: jwk[name] for name in THUMBPRINT_MEMBERS[jwk["kty"]]}
-    canonical = json.dumps(members, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
-    return _b64(hashlib.sha256(canonical.encode()).digest())
-
-
-def normalize_url(url) -> str | None:
-    """scheme://host[:port]/path, per RFC 3986 §6.2.2 and §6.2.3; None when not an http(s) URL.
-
-    Query and fragment are dropped (§4.3 step 9); scheme and host are lower-cased, a
-    default port dropped, an empty path made "/", percent-encodings upper-cased and
-    unreserved characters decoded.
-    """
-    if not isinstance(url, str):
-        return None
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError:
-        return None
-    scheme, host = parts.scheme.lower(), parts.hostname
-    if scheme not in _DEFAULT_PORTS or not host:
-        return None
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = host if port in (None, _DEFAULT_PORTS[scheme]) else f"{host}:{port}"
-    path = _PERCENT.sub(_normal_escape, parts.path) or "/"
-    return f"{scheme}://{netloc}{path}"
-
-
-def _normal_escape(match) -> str:
-    char = chr(int(match.group()[1:], 16))
-    return char if char in _UNRESERVED else match.group().upper()
-
-
 def _json_object(raw, part: str, *, encoded: bool = True) -> dict:
     try:
         data = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)) if encoded else raw
@@ -214,10 +177,6 @@ def _no_duplicates(pairs):
 
 def _no_constant(name):
     raise ValueError(f"{name} is not JSON")
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
 class Nonces:
@@ -243,7 +202,7 @@ class Nonces:
         return int(now // self._period)
 
     def _for(self, period: int) -> str:
-        return _b64(hmac.new(self._key, period.to_bytes(8, "big", signed=True), hashlib.sha256).digest()[:18])
+        return b64(hmac.new(self._key, period.to_bytes(8, "big", signed=True), hashlib.sha256).digest()[:18])
 
 
 class DPoP:
@@ -326,7 +285,7 @@ class DPoP:
         except ProofError as error:
             return "invalid_dpop_proof", str(error)
         ath = proof.claims.get("ath")
-        if not isinstance(ath, str) or not hmac.compare_digest(ath, _b64(hashlib.sha256(token.encode()).digest())):
+        if not isinstance(ath, str) or not hmac.compare_digest(ath, b64(hashlib.sha256(token.encode()).digest())):
             return "invalid_dpop_proof", "The DPoP proof ath does not match the access token."
         if not hmac.compare_digest(proof.jkt, jkt):
             return "invalid_dpop_proof", "The DPoP proof is signed by another key than the token is bound to."

@@ -15,22 +15,22 @@ Only the standard library, PyJWT and cryptography are used, as in the rest of th
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
-import json
 import math
-import re
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
+from ._canonical import THUMBPRINT_MEMBERS
+from ._canonical import b64
+from ._canonical import normalize_url
+from ._canonical import thumbprint
 from ._compact import decode_header
 from ._compact import parse_payload
 from ._compact import split_compact
@@ -54,13 +54,9 @@ DEFAULT_REPLAY_CACHE_SIZE = 100_000
 MAX_PROOF_BYTES = 8192
 _MAX_CLAIM_CHARS = 2048
 _MIN_RSA_BITS = 2048
-_THUMBPRINT_MEMBERS = {"EC": ("crv", "kty", "x", "y"), "OKP": ("crv", "kty", "x"), "RSA": ("e", "kty", "n")}
 _PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
 _FORBIDDEN_HEADERS = frozenset({"jku", "x5u", "x5c", "crit", "b64", "zip", "enc"})
 _TYPES = frozenset({"dpop+jwt", "application/dpop+jwt"})
-_PERCENT = re.compile(r"%[0-9A-Fa-f]{2}")
-_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
-_DEFAULT_PORTS = {"http": 80, "https": 443}
 _JWS = jwt.PyJWS()
 
 
@@ -123,36 +119,7 @@ class ProofChecker:
 
 def access_token_hash(token: str) -> str:
     """``ath`` (§4.2): base64url of the SHA-256 of the token's ASCII bytes."""
-    return _b64(hashlib.sha256(token.encode("ascii")).digest())
-
-
-def thumbprint(jwk: dict[str, Any]) -> str:
-    """RFC 7638 SHA-256 thumbprint of a public JWK."""
-    members = {name: jwk[name] for name in _THUMBPRINT_MEMBERS[jwk["kty"]]}
-    return _b64(hashlib.sha256(json.dumps(members, separators=(",", ":"), sort_keys=True).encode()).digest())
-
-
-def normalize_url(url: object) -> str | None:
-    """scheme://host[:port]/path per RFC 3986 §6.2.2-6.2.3, query and fragment dropped (§4.3)."""
-    if not isinstance(url, str):
-        return None
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError:
-        return None
-    scheme, host = parts.scheme.lower(), parts.hostname
-    if scheme not in _DEFAULT_PORTS or not host:
-        return None
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = host if port in (None, _DEFAULT_PORTS[scheme]) else f"{host}:{port}"
-    return f"{scheme}://{netloc}{_PERCENT.sub(_normal_escape, parts.path) or '/'}"
-
-
-def _normal_escape(match: re.Match[str]) -> str:
-    char = chr(int(match.group()[1:], 16))
-    return char if char in _UNRESERVED else match.group().upper()
+    return b64(hashlib.sha256(token.encode("ascii")).digest())
 
 
 def _bound_key(claims: dict[str, Any]) -> str | None:
@@ -207,7 +174,7 @@ def _public_key(jwk: object, alg: str) -> Any:
     kty, crv = ALGORITHMS[alg]
     if jwk.get("kty") != kty or (crv is not None and jwk.get("crv") != crv):
         raise InvalidDPoPProof("the DPoP proof jwk is not a key for its algorithm")
-    if not all(isinstance(jwk.get(name), str) and jwk[name].isascii() for name in _THUMBPRINT_MEMBERS[kty]):
+    if not all(isinstance(jwk.get(name), str) and jwk[name].isascii() for name in THUMBPRINT_MEMBERS[kty]):
         raise InvalidDPoPProof("the DPoP proof jwk is incomplete")
     try:
         key = jwt.PyJWK(jwk, alg).key
@@ -216,10 +183,6 @@ def _public_key(jwk: object, alg: str) -> Any:
     if isinstance(key, RSAPublicKey) and key.key_size < _MIN_RSA_BITS:
         raise InvalidDPoPProof("the DPoP proof RSA key is too short")
     return key
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
 class _ReplayCache:

@@ -410,5 +410,10 @@ def test_serve_json_prints_one_document_and_keeps_stdout_for_it(tmp_path):
     finally:
         os.killpg(process.pid, 15)
         out, err = process.communicate(timeout=20)
-    assert json.loads(out) == {"issuer": f"http://127.0.0.1:{port}", "bind": f"127.0.0.1:{port}", "workers": 1}
+    assert json.loads(out) == {
+        "issuer": f"http://127.0.0.1:{port}",
+        "bind": f"127.0.0.1:{port}",
+        "workers": 1,
+        "server": "gunicorn",
+    }
     assert b"/jwks.json" in err
