@@ -15,16 +15,15 @@ never read cookies, so a browser app sends its credentials in the request
 and the browser's own cookies stay out of it.
 """
 
-import base64
-import binascii
 import logging
-from urllib.parse import unquote_plus
 
 from flask import g
 from flask import request
 
 from ..errors import AuthsvcError
 from ..errors import NotFound
+from ..oauth.client_auth import basic_credentials
+from ..oauth.errors import OAuth2Error
 from . import server
 from . import services
 
@@ -131,12 +130,8 @@ def _requesting_client_id() -> str | None:
     form = request.__dict__.get("form")
     if form is not None and form.get("client_id"):
         return form.get("client_id")
-    scheme, _, value = request.headers.get("Authorization", "").strip().partition(" ")
-    if scheme.lower() != "basic":
-        return None
     try:
-        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
-    except (ValueError, binascii.Error):
+        credentials = basic_credentials(request.headers.get("Authorization"))
+    except OAuth2Error:
         return None
-    client_id, sep, _ = decoded.partition(":")
-    return unquote_plus(client_id) if sep else None
+    return credentials[0] if credentials else None
