@@ -148,6 +148,7 @@ def open_keyring(
         ring.watch()
         if signal is not None:
             signal.listen(ring.poke)
+            ring.close_with(signal.close)
     return ring
 
 

@@ -7,6 +7,7 @@ Redis wake-up) and moving a ring between stores follow.
 
 import json
 import secrets
+import threading
 import time
 
 import jwt
@@ -214,7 +215,7 @@ def test_a_redis_message_wakes_every_instance_at_once(db_url, clock, redis_url):
     served = KeyRing.init(DatabaseStore(SigningKeyTable(db_url), KeyEncryption((KEK,))), clock=clock)
     served.check_interval = 3600  # polling alone would take an hour
     served.watch()
-    signal.listen(served.poke)
+    listener = signal.listen(served.poke)
     admin = db_ring(db_url, allow_empty=True, clock=clock, on_change=RedisSignal(redis_url, issuer).publish)
     try:
         time.sleep(0.3)  # let the subscription settle (a missed message would only mean a poll)
@@ -227,6 +228,8 @@ def test_a_redis_message_wakes_every_instance_at_once(db_url, clock, redis_url):
     finally:
         signal.close()
         served.close()
+    listener.join(timeout=3)
+    assert not listener.is_alive()
 
 
 # --- moving a ring between stores -----------------------------------------------------------
@@ -269,3 +272,17 @@ def test_settings_never_show_the_encryption_key():
     with pytest.raises(Exception) as caught:
         Settings.from_env({"AUTHSVC_KEY_ENCRYPTION_KEY": value[:-4]})
     assert value[:-4] not in str(caught.value)
+
+
+def test_closing_a_watched_ring_stops_its_redis_listener(tmp_path, redis_url):  # noqa: F811
+    from authsvc.services import open_keyring
+
+    settings = Settings().with_overrides(keys_dir=str(tmp_path / "keys"), redis_url=redis_url)
+    before = set(threading.enumerate())
+    ring = open_keyring(settings, create=True, watch=True)
+    listeners = [t for t in set(threading.enumerate()) - before if t.name == "authsvc-keyring-redis"]
+    assert len(listeners) == 1
+    ring.close()
+    for listener in listeners:
+        listener.join(timeout=3)
+        assert not listener.is_alive()

@@ -175,6 +175,7 @@ class KeyRing:
         self._watcher = None
         self._stop = threading.Event()
         self._wake = threading.Event()
+        self._on_close = []
         self._ring = self._load(missing_ok=True)
         if not allow_empty and not any(key.status is Status.ACTIVE for key in self._ring.keys):
             raise KeyRingError(f"key ring {self.store.where} has no active signing key; {FIRST_KEY_HINT}")
@@ -253,12 +254,18 @@ class KeyRing:
         self._wake.set()
 
     def close(self):
-        """Stop the watcher, if any, and release the store."""
+        """Stop the watcher and whatever wakes it, if any, and release the store."""
         self._stop.set()
         self._wake.set()
+        for stop in self._on_close:
+            stop()
         if self._watcher is not None and self._watcher is not threading.current_thread():
             self._watcher.join(timeout=5)
         self.store.close()
+
+    def close_with(self, stop) -> None:
+        """Call ``stop()`` when the ring closes (the Redis listener that wakes its watcher)."""
+        self._on_close.append(stop)
 
     def reload_if_changed(self):
         """Reload if the store changed (checked at most once per check_interval).

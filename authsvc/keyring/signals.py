@@ -13,6 +13,7 @@ log = logging.getLogger(__name__)
 
 CHANNEL_PREFIX = "authsvc:keyring:"
 RETRY_SECONDS = 5.0
+LISTEN_SECONDS = 0.5
 
 
 def channel_for(issuer):
@@ -29,6 +30,7 @@ class RedisSignal:
         self._redis = redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
         self._stop = threading.Event()
         self._pubsub = None
+        self._thread = None
 
     def publish(self, version=None):
         """Tell every listening instance that the ring changed (best effort)."""
@@ -40,6 +42,7 @@ class RedisSignal:
     def listen(self, wake):
         """Call ``wake()`` on every message, from a daemon thread, until close()."""
         thread = threading.Thread(target=self._listen, args=(wake,), name="authsvc-keyring-redis", daemon=True)
+        self._thread = thread
         thread.start()
         return thread
 
@@ -53,9 +56,9 @@ class RedisSignal:
                 self._pubsub.subscribe(self._channel)
                 # A message may have been missed while not subscribed: look once now.
                 wake()
-                for message in self._pubsub.listen():
-                    if self._stop.is_set():
-                        return
+                # Waits of at most LISTEN_SECONDS, so that close() is heard even when no message comes.
+                while not self._stop.is_set():
+                    message = self._pubsub.get_message(timeout=LISTEN_SECONDS)
                     if message and message.get("type") == "message":
                         wake()
             except Exception as exc:  # noqa: BLE001 - reconnect after a pause; polling covers the gap
@@ -65,7 +68,11 @@ class RedisSignal:
                 self._stop.wait(RETRY_SECONDS)
 
     def close(self):
+        """Stop listening: the thread ends within ``LISTEN_SECONDS``."""
         self._stop.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=LISTEN_SECONDS + 1)
         pubsub = self._pubsub
         if pubsub is not None:
             try:
