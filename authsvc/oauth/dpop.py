@@ -268,7 +268,9 @@ class DPoP:
 
         For the issuer's own protected resource (userinfo), per §7: a bound token needs
         the ``DPoP`` scheme and a proof by its key for this request and token (``ath``),
-        used once; an unbound token needs the ``Bearer`` scheme.
+        used once; an unbound token needs the ``Bearer`` scheme. While nonces are required,
+        the proof must carry a current one too (§9): ``use_dpop_nonce`` otherwise, checked
+        before the proof's ``jti`` is used up.
         """
         cnf = claims.get("cnf")
         if scheme == "bearer":
@@ -289,6 +291,8 @@ class DPoP:
             return "invalid_dpop_proof", "The DPoP proof ath does not match the access token."
         if not hmac.compare_digest(proof.jkt, jkt):
             return "invalid_dpop_proof", "The DPoP proof is signed by another key than the token is bound to."
+        if self.nonce_required and not self.nonces.is_valid(proof.claims.get("nonce")):
+            return "use_dpop_nonce", "Make a new DPoP proof with the nonce in the DPoP-Nonce header."
         if not self.services.store.use_once(_jti_key(proof), proof.iat + PROOF_WINDOW, now):
             security_event("dpop.proof_replayed", logging.WARNING, jkt=proof.jkt, client_id=claims.get("client_id"))
             return "invalid_dpop_proof", "This DPoP proof was used already."

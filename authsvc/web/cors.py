@@ -88,8 +88,8 @@ def _answer_registered_origin(response, methods) -> None:
         response.headers["Access-Control-Allow-Headers"] = ALLOWED_HEADERS
         response.headers["Access-Control-Max-Age"] = PREFLIGHT_MAX_AGE
     elif request.path == "/userinfo":
-        # RFC 6750 §3: the app learns why its token failed from this header.
-        response.headers["Access-Control-Expose-Headers"] = "WWW-Authenticate"
+        # RFC 6750 §3: the app learns why its token failed from this header; RFC 9449 §9: the nonce to use.
+        response.headers["Access-Control-Expose-Headers"] = "WWW-Authenticate, DPoP-Nonce"
     elif request.path == "/token":
         # RFC 9449 §8: the app reads the server nonce for its next DPoP proof.
         response.headers["Access-Control-Expose-Headers"] = "DPoP-Nonce"

@@ -92,9 +92,11 @@ def userinfo():
     if claims is None or svc.revocations.is_token_revoked(claims):
         return bearer_error(401, "invalid_token", "The access token is invalid, expired or revoked.")
     url = svc.settings.issuer + "/userinfo"
-    refused = server().dpop.check_resource_request(request.headers, request.method, url, scheme, token.strip(), claims)
+    dpop = server().dpop
+    refused = dpop.check_resource_request(request.headers, request.method, url, scheme, token.strip(), claims)
     if refused is not None:
-        return dpop_error(*refused)
+        # RFC 9449 §9: the nonce to put in the next proof comes with the refusal.
+        return dpop_error(*refused, nonce=dpop.nonces.current() if refused[0] == "use_dpop_nonce" else None)
     if "openid" not in claims.get("scope", "").split():
         return bearer_error(403, "insufficient_scope", "The access token lacks the openid scope.")
     user = server().load_active_user(claims["sub"])
@@ -112,10 +114,13 @@ def bearer_error(status, error, description):
     return jsonify(body), status, {"WWW-Authenticate": challenge}
 
 
-def dpop_error(error, description):
-    """RFC 9449 §7.1: a DPoP-bound token's refusal, in the DPoP scheme."""
+def dpop_error(error, description, nonce=None):
+    """RFC 9449 §7.1: a DPoP-bound token's refusal, in the DPoP scheme (with a ``DPoP-Nonce`` to use, §9)."""
     challenge = f'DPoP error="{error}", error_description="{description}", algs="{" ".join(DPOP_ALGORITHMS)}"'
-    return jsonify({"error": error, "error_description": description}), 401, {"WWW-Authenticate": challenge}
+    headers = {"WWW-Authenticate": challenge}
+    if nonce is not None:
+        headers["DPoP-Nonce"] = nonce
+    return jsonify({"error": error, "error_description": description}), 401, headers
 
 
 @bp.route("/logout", methods=["GET", "POST"])

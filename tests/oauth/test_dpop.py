@@ -480,6 +480,39 @@ def test_rfc9449_7_userinfo_refuses_a_bound_token_without_a_good_proof(client, p
     assert response.get_json()["error"] in ("invalid_token", "invalid_dpop_proof")
 
 
+def test_rfc9449_9_userinfo_asks_for_a_nonce_while_nonces_are_required(nonce_client, flow, services, make_client, key):
+    quick_user(services)
+    record, _ = make_client("spa", public=True, first_party=True)
+    nonce_flow = type(flow)(nonce_client)
+    nonce_flow.login()
+    code, verifier, _ = nonce_flow.code(record, scope="openid")
+    nonce = _exchange(nonce_client, record, code, verifier, key.proof("POST", TOKEN_URL)).headers["DPoP-Nonce"]
+    access = _exchange(nonce_client, record, code, verifier, key.proof("POST", TOKEN_URL, nonce=nonce)).get_json()[
+        "access_token"
+    ]
+
+    without = key.proof("GET", USERINFO_URL, access_token=access)
+    refused = _userinfo(nonce_client, access, without)
+
+    assert refused.status_code == 401
+    assert refused.get_json()["error"] == "use_dpop_nonce"
+    assert refused.headers["WWW-Authenticate"].startswith('DPoP error="use_dpop_nonce"')
+    fresh = refused.headers["DPoP-Nonce"]
+    assert fresh
+    forged = _userinfo(nonce_client, access, key.proof("GET", USERINFO_URL, access_token=access, nonce="x" * 24))
+    assert forged.get_json()["error"] == "use_dpop_nonce"
+    answered = _userinfo(nonce_client, access, key.proof("GET", USERINFO_URL, access_token=access, nonce=fresh))
+    assert answered.status_code == 200, answered.get_json()
+    assert answered.get_json()["sub"]
+
+
+def test_rfc9449_9_userinfo_needs_no_nonce_by_default(client, public_tokens, key):
+    _, tokens = public_tokens
+    access = tokens["access_token"]
+    response = _userinfo(client, access, key.proof("GET", USERINFO_URL, access_token=access))
+    assert response.status_code == 200 and "DPoP-Nonce" not in response.headers
+
+
 def test_rfc9449_7_userinfo_refuses_an_unbound_token_in_the_dpop_scheme(client, flow, services, make_client, key):
     quick_user(services)
     record, secret = make_client("web", first_party=True)
