@@ -70,7 +70,6 @@ class ClientCredentialsPath:
         self.full_app = full_app
         self._server = server
         self._services = services
-        self._ttl = services.settings.access_token_ttl
         self._counter, self._latency = children_for(PATH, 200)
 
     def __call__(self, environ, start_response):
