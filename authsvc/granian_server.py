@@ -54,7 +54,8 @@ def main() -> None:
 
     try:
         settings = Settings.from_env()
-        open_keyring(settings)
+        # Refuse an unusable ring in one line here, before any worker starts.
+        open_keyring(settings).close()
     except AuthsvcError as exc:
         sys.exit(f"authsvc: {exc}")
     serve(settings, int(os.environ.get("AUTHSVC_WORKERS") or os.cpu_count() or 2))
