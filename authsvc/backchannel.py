@@ -38,6 +38,8 @@ from .events import security_event
 from .tokens import new_jti
 
 log = logging.getLogger(__name__)
+# Our own generator: the sender's jitter must not draw from (or disturb) the application's global one.
+_JITTER = random.Random()
 
 POST_TIMEOUT = 5.0
 # Longer than an attempt can take (connect, send and the answer, each bounded by POST_TIMEOUT).
@@ -188,7 +190,7 @@ class LogoutSender:
             except Exception:  # noqa: BLE001 - the thread must outlive any one bad row
                 log.exception("back-channel logout sender failed; retrying")
             # Jitter keeps the instances' polls apart.
-            self._wake.wait(self.poll_interval * random.uniform(0.8, 1.2))
+            self._wake.wait(self.poll_interval * _JITTER.uniform(0.8, 1.2))
             self._wake.clear()
 
 
