@@ -17,7 +17,6 @@ by ``web.access_log`` in the same shape.
 import multiprocessing
 import os
 import sys
-import tempfile
 
 TARGET = "authsvc.granian_server:create_worker_app"
 # In flight requests get this long after SIGTERM, as gunicorn's graceful_timeout.
@@ -68,15 +67,13 @@ def serve(settings, workers: int) -> None:
     from granian.server import Server
 
     from . import logs
-    from .gunicorn_config import remove_stale_metrics
+    from .metrics_dir import prepare_metrics_dir
 
     logs.configure(logs.log_format_from_env())
-    # Before any worker imports prometheus_client: it picks its multiprocess mode at import.
-    own_metrics_dir = None
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        remove_stale_metrics(os.environ["PROMETHEUS_MULTIPROC_DIR"])
-    else:
-        own_metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="authsvc-metrics-")
+    try:
+        own_metrics_dir = prepare_metrics_dir()
+    except OSError as exc:
+        sys.exit(f"authsvc: PROMETHEUS_MULTIPROC_DIR: {exc}")
     listener = None
     if settings.metrics_bind:
         from .web import metrics_listener

@@ -5,11 +5,9 @@ signing is CPU-bound, and each worker keeps its own key objects and pool.
 """
 
 import os
-import re
 import shutil
 import signal
 import sys
-import tempfile
 import time
 
 from gunicorn.glogging import Logger
@@ -54,7 +52,7 @@ class FairThreadWorker(ThreadWorker):
     connection it waits in the backlog for at most the pause.
     """
 
-    # Seconds of pause per connection held, past the thread count: 16 connections pause 16 ms.
+    # Seconds of pause per connection held, once it holds as many as it has threads: 16 connections pause 16 ms.
     PAUSE_PER_CONNECTION = 0.001
 
     def __init__(self, *args, **kwargs):
@@ -175,46 +173,14 @@ def on_starting(server):
     except AuthsvcError as exc:
         print(f"authsvc: {exc}", file=sys.stderr)
         sys.exit(1)
-    # Before prometheus_client is first imported: it picks its multiprocess mode at import.
-    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        path = tempfile.mkdtemp(prefix="authsvc-metrics-")
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
-        server.cfg.env_orig = getattr(server.cfg, "env_orig", {})
-        server._authsvc_metrics_dir = path
-    else:
-        try:
-            removed = remove_stale_metrics(os.environ["PROMETHEUS_MULTIPROC_DIR"])
-        except OSError as exc:
-            print(f"authsvc: PROMETHEUS_MULTIPROC_DIR: {exc}", file=sys.stderr)
-            sys.exit(1)
-        if removed:
-            server.log.info("PROMETHEUS_MULTIPROC_DIR: removed %d file(s) of an earlier run", removed)
-    _start_metrics(server, settings)
+    from authsvc.metrics_dir import prepare_metrics_dir
 
-
-# prometheus_client's multiprocess files: {counter|histogram|summary|gauge_<mode>}_<pid>.db
-_METRICS_FILE = re.compile(r"(?:counter|histogram|summary|gauge_(?:live)?(?:all|min|max|sum|mostrecent))_\d+\.db")
-
-
-def remove_stale_metrics(path: str) -> int:
-    """Delete the metrics files an earlier run left in ``path``; return how many.
-
-    An instance stopped with kill -9 never marks its workers dead, so their
-    files would keep adding old counts (and dead workers' gauges) to every
-    scrape. Nothing of this instance runs yet, so every such file is stale.
-    Only prometheus_client's own file names are touched.
-    """
     try:
-        names = os.listdir(path)
-    except FileNotFoundError:
-        os.makedirs(path, mode=0o700)
-        return 0
-    removed = 0
-    for name in names:
-        if _METRICS_FILE.fullmatch(name) and os.path.isfile(os.path.join(path, name)):
-            os.remove(os.path.join(path, name))
-            removed += 1
-    return removed
+        server._authsvc_metrics_dir = prepare_metrics_dir()
+    except OSError as exc:
+        print(f"authsvc: PROMETHEUS_MULTIPROC_DIR: {exc}", file=sys.stderr)
+        sys.exit(1)
+    _start_metrics(server, settings)
 
 
 def _start_metrics(server, settings) -> None:

@@ -37,6 +37,7 @@ LAYERS = {
     "cli": 5,
     "demo": 5,
     "gunicorn_config": 5,
+    "metrics_dir": 5,
     "granian_server": 6,
     "__main__": 5,
     "app": 6,

@@ -35,6 +35,7 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
 from ..events import security_event
 from ..verify._canonical import THUMBPRINT_MEMBERS
+from ..verify._canonical import access_token_hash
 from ..verify._canonical import b64
 from ..verify._canonical import normalize_url
 from ..verify._canonical import thumbprint
@@ -287,7 +288,7 @@ class DPoP:
         except ProofError as error:
             return "invalid_dpop_proof", str(error)
         ath = proof.claims.get("ath")
-        if not isinstance(ath, str) or not hmac.compare_digest(ath, b64(hashlib.sha256(token.encode()).digest())):
+        if not isinstance(ath, str) or not hmac.compare_digest(ath, access_token_hash(token)):
             return "invalid_dpop_proof", "The DPoP proof ath does not match the access token."
         if not hmac.compare_digest(proof.jkt, jkt):
             return "invalid_dpop_proof", "The DPoP proof is signed by another key than the token is bound to."

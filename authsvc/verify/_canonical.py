@@ -3,6 +3,7 @@
 - ``normalize_url``: an ``htu`` or a request URL as RFC 3986 §6.2.2–6.2.3 normalises it
   (RFC 9449 §4.3 step 9 compares them so).
 - ``thumbprint``: a public JWK's RFC 7638 SHA-256 thumbprint (``jkt``).
+- ``access_token_hash``: a proof's ``ath`` for a token (RFC 9449 §4.2).
 
 Standard library only: the issuer imports this module (the one part of ``authsvc.verify``
 it may), and it must bring nothing of the verifier with it.
@@ -25,6 +26,11 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 def b64(data: bytes) -> str:
     """base64url without padding."""
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def access_token_hash(token: str) -> str:
+    """``ath`` (RFC 9449 §4.2): base64url of the SHA-256 of the token's ASCII bytes."""
+    return b64(hashlib.sha256(token.encode("ascii")).digest())
 
 
 def thumbprint(jwk: dict) -> str:

@@ -28,7 +28,7 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
 from ._canonical import THUMBPRINT_MEMBERS
-from ._canonical import b64
+from ._canonical import access_token_hash
 from ._canonical import normalize_url
 from ._canonical import thumbprint
 from ._compact import decode_header
@@ -115,11 +115,6 @@ class ProofChecker:
         key = hashlib.sha256(f"{jkt}\0{jti}".encode("utf-8", "surrogatepass")).digest()
         if not self._seen.add(key, iat + self.max_age, now):
             raise InvalidDPoPProof("the DPoP proof was used already")
-
-
-def access_token_hash(token: str) -> str:
-    """``ath`` (§4.2): base64url of the SHA-256 of the token's ASCII bytes."""
-    return b64(hashlib.sha256(token.encode("ascii")).digest())
 
 
 def _bound_key(claims: dict[str, Any]) -> str | None:

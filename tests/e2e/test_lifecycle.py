@@ -18,7 +18,7 @@ import urllib.request
 import pytest
 import requests
 
-from authsvc.gunicorn_config import remove_stale_metrics
+from authsvc.metrics_dir import remove_stale_metrics
 from tests.servers import ROOT
 from tests.servers import Instance
 from tests.servers import cli_json
